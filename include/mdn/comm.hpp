@@ -1,0 +1,100 @@
+// The communicator the rest of mdn talks to.
+//
+// Model, mixture, optimizer and most of the trainer are written against this interface and
+// tested as plain single-process GoogleTest binaries with SelfComm; MpiComm (mpi_comm.hpp) runs
+// them across MPI ranks. There is no global communicator: each command builds one and passes it
+// down.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <type_traits>
+
+namespace mdn {
+
+enum class DType { i32, i64, u64, f32, f64 };
+enum class ReduceOp { sum, max, min };
+
+template <class T>
+constexpr DType dtype_of() {
+  if constexpr (std::is_same_v<T, std::int32_t>) return DType::i32;
+  else if constexpr (std::is_same_v<T, std::int64_t>) return DType::i64;
+  else if constexpr (std::is_same_v<T, std::uint64_t>) return DType::u64;
+  else if constexpr (std::is_same_v<T, float>) return DType::f32;
+  else {
+    static_assert(std::is_same_v<T, double>, "unsupported element type for a collective");
+    return DType::f64;
+  }
+}
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  bool is_root() const { return rank() == 0; }
+
+  /// In-place element-wise reduction of n elements over all ranks.
+  template <class T>
+  void allreduce(T* data, std::size_t n, ReduceOp op) {
+    allreduce_raw(data, n, dtype_of<T>(), op);
+  }
+  template <class T>
+  T sum(T value) { allreduce(&value, 1, ReduceOp::sum); return value; }
+  template <class T>
+  T max(T value) { allreduce(&value, 1, ReduceOp::max); return value; }
+  template <class T>
+  T min(T value) { allreduce(&value, 1, ReduceOp::min); return value; }
+
+  /// Root's n elements to every rank.
+  template <class T>
+  void broadcast(T* data, std::size_t n, int root = 0) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    broadcast_raw(data, n * sizeof(T), root);
+  }
+  void broadcast(std::string& s, int root = 0);
+
+  virtual void barrier() = 0;
+
+  /// Turns a failure on some ranks into the same mdn::Error on every rank.
+  ///
+  /// Collective. Each rank passes the exception it caught (or nullptr). When no rank failed this
+  /// returns; otherwise every rank throws an Error with the exit code and message of the lowest
+  /// failing rank, marked collective, so that rank 0 reports it once and every rank exits with
+  /// the same code without MPI_Abort. Costs one integer allreduce when nothing failed.
+  void settle(const std::exception_ptr& local);
+
+  /// Runs f on this rank and settles its outcome: f's exception on any rank becomes an Error on
+  /// every rank. f's work must not itself call collectives that a failing rank would skip.
+  template <class F>
+  void collectively(F&& f) {
+    std::exception_ptr err;
+    try {
+      f();
+    } catch (...) {
+      err = std::current_exception();
+    }
+    settle(err);
+  }
+
+ protected:
+  virtual void allreduce_raw(void* data, std::size_t n, DType type, ReduceOp op) = 0;
+  virtual void broadcast_raw(void* data, std::size_t bytes, int root) = 0;
+};
+
+/// One process, no MPI: every collective is the identity.
+class SelfComm final : public Comm {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void barrier() override {}
+
+ protected:
+  void allreduce_raw(void*, std::size_t, DType, ReduceOp) override {}
+  void broadcast_raw(void*, std::size_t, int root) override;
+};
+
+}  // namespace mdn

@@ -1,0 +1,39 @@
+// Comm over MPI.
+#pragma once
+
+#include <mpi.h>
+
+#include "mdn/comm.hpp"
+
+namespace mdn {
+
+/// Throws mdn::Error (exit 1) naming the call and MPI's error string when rc is not MPI_SUCCESS.
+void check_mpi(int rc, const char* call);
+
+/// A duplicate of an MPI communicator with MPI_ERRORS_RETURN, so that every failure comes back
+/// as a return code that check_mpi turns into an mdn::Error instead of aborting the job.
+class MpiComm final : public Comm {
+ public:
+  /// Requires MPI to be initialised; duplicates `parent` (collective over it).
+  explicit MpiComm(MPI_Comm parent);
+  /// Frees the duplicate (unless MPI is already finalized). Never finalizes MPI.
+  ~MpiComm() override;
+  MpiComm(const MpiComm&) = delete;
+  MpiComm& operator=(const MpiComm&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void barrier() override;
+  MPI_Comm handle() const { return comm_; }
+
+ protected:
+  void allreduce_raw(void* data, std::size_t n, DType type, ReduceOp op) override;
+  void broadcast_raw(void* data, std::size_t bytes, int root) override;
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+}  // namespace mdn

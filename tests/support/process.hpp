@@ -1,0 +1,54 @@
+// Runs real processes from tests: the mdn binary, alone or under mpiexec, with a deadline.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mdn::test {
+
+struct RunResult {
+  int exit_code = -1;     ///< exit status, or -1 when killed by a signal
+  int signal = 0;         ///< the signal that ended the process, if any
+  bool timed_out = false; ///< killed (with its process group) at the deadline
+  std::string out;        ///< standard output
+  std::string err;        ///< standard error
+  std::string all() const { return out + err; }
+};
+
+struct RunOptions {
+  double timeout_seconds = 60;
+  std::map<std::string, std::string> env;  ///< added to (or replacing in) the environment
+  std::string cwd;                          ///< working directory; empty: the test's
+};
+
+/// Runs argv[0] (searched on PATH) with stdin closed; collects stdout and stderr.
+RunResult run(const std::vector<std::string>& argv, const RunOptions& options = {});
+
+/// The built mdn executable.
+std::string mdn_binary();
+
+/// `mpiexec -n np <pre-flags>` as configured by the build.
+std::vector<std::string> mpi_launch(int np);
+
+/// mpi_launch(np) + {mdn_binary()} + args; np == 0 runs mdn without mpiexec.
+std::vector<std::string> mdn_command(int np, const std::vector<std::string>& args);
+
+/// Number of non-overlapping occurrences of needle in haystack.
+int count(const std::string& haystack, const std::string& needle);
+
+/// A fresh empty directory under the system temp dir, removed by the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace mdn::test

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Set-up behind the README's commands: installs the Debian/Ubuntu packages that are missing,
+# then configures and builds mdn in build/. Idempotent; quiet and fast when all is in place.
+#
+#   tools/setup.sh [GROUP...]     groups: build (always), test, demo
+#
+# Environment:
+#   MDN_NATIVE=OFF   build a portable binary (default here: ON, tuned for this machine's CPU)
+#   MDN_BUILD_DIR    build directory (default: build)
+#   MDN_WERROR=ON    warnings are errors (default: ON when CI=true)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# ---- packages -----------------------------------------------------------------------------------
+pkgs_build=(g++ cmake make pkg-config
+            libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
+            libeigen3-dev libyaml-cpp-dev libgtest-dev
+            libcli11-dev nlohmann-json3-dev librandom123-dev libxxhash-dev libfmt-dev)
+pkgs_test=(python3 python3-h5py python3-numpy)
+pkgs_demo=(python3 python3-h5py python3-numpy python3-matplotlib)
+
+want=("${pkgs_build[@]}")
+for group in "$@"; do
+  case "$group" in
+    build) ;;
+    test) want+=("${pkgs_test[@]}") ;;
+    demo) want+=("${pkgs_demo[@]}") ;;
+    *) echo "setup: unknown group '$group' (build, test, demo)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == installed ]] || missing+=("$p")
+done
+# Unique, in order.
+mapfile -t missing < <(printf '%s\n' "${missing[@]+"${missing[@]}"}" | awk 'NF && !seen[$0]++')
+
+if ((${#missing[@]})); then
+  if ! command -v apt-get >/dev/null; then
+    echo "setup: missing packages and no apt-get on this system: ${missing[*]}" >&2
+    echo "setup: install their equivalents, then run this again" >&2
+    exit 1
+  fi
+  sudo=()
+  if [[ $EUID -ne 0 ]]; then
+    if command -v sudo >/dev/null; then sudo=(sudo); else
+      echo "setup: these packages are missing and installing them needs root:" >&2
+      echo "  apt-get install ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q >/dev/null
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ---- configure and build ------------------------------------------------------------------------
+build_dir=${MDN_BUILD_DIR:-build}
+native=${MDN_NATIVE:-ON}
+werror=${MDN_WERROR:-$([[ "${CI:-}" == true ]] && echo ON || echo OFF)}
+options=(-DCMAKE_BUILD_TYPE=Release -DMDN_NATIVE="$native" -DMDN_WERROR="$werror")
+
+stamp="$build_dir/.setup-options"
+if [[ ! -f "$build_dir/CMakeCache.txt" || "$(cat "$stamp" 2>/dev/null)" != "${options[*]}" ]]; then
+  if [[ "$native" == ON ]]; then
+    echo "setup: configuring $build_dir/ with MDN_NATIVE=ON (-march=native): the binary is tuned" \
+         "for this machine's CPU; MDN_NATIVE=OFF $0 builds one for any x86-64 node"
+  fi
+  mkdir -p "$build_dir"
+  if ! cmake -S . -B "$build_dir" "${options[@]}" >"$build_dir/configure.log" 2>&1; then
+    cat "$build_dir/configure.log" >&2
+    echo "setup: cmake configure failed (log: $build_dir/configure.log)" >&2
+    exit 1
+  fi
+  echo "${options[*]}" >"$stamp"
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+if ! cmake --build "$build_dir" -j "$jobs" >"$build_dir/build.log" 2>&1; then
+  grep -E 'error|Error' "$build_dir/build.log" | head -40 >&2 || true
+  echo "setup: build failed (full log: $build_dir/build.log)" >&2
+  exit 1
+fi
+if grep -q 'warning:' "$build_dir/build.log"; then
+  grep -A3 'warning:' "$build_dir/build.log" >&2
+  echo "setup: the build printed warnings (log: $build_dir/build.log)" >&2
+fi
