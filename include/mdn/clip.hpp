@@ -1,0 +1,29 @@
+// Gradient clipping (DESIGN step 4): by value, then by global L2 norm.
+#pragma once
+
+#include <optional>
+
+#include "mdn/model.hpp"
+
+namespace mdn {
+
+struct ClipSpec {
+  std::optional<double> value;        ///< clamp every element to [-value, value]
+  std::optional<double> global_norm;  ///< scale by min(1, max_norm / (norm + 1e-6))
+};
+
+struct ClipResult {
+  double norm = 0.0;            ///< L2 norm of the gradient before any clipping (the logged one)
+  bool value_clipped = false;   ///< some element was clamped
+  bool norm_clipped = false;    ///< the gradient was scaled down
+};
+
+/// L2 norm of n elements, accumulated in double.
+template <class S>
+double l2_norm(const S* g, Index n);
+
+/// Clips the n-element gradient g in place.
+template <class S>
+ClipResult clip(S* g, Index n, const ClipSpec& spec);
+
+}  // namespace mdn

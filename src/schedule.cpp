@@ -1,0 +1,35 @@
+#include "mdn/schedule.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace mdn {
+
+const char* to_string(ScheduleKind k) {
+  switch (k) {
+    case ScheduleKind::constant: return "constant";
+    case ScheduleKind::cosine: return "cosine";
+    case ScheduleKind::step: return "step";
+  }
+  return "?";
+}
+
+double learning_rate(const ScheduleSpec& s, double base_lr, std::int64_t t, std::int64_t total_steps) {
+  if (t < s.warmup_steps)
+    return base_lr * static_cast<double>(t + 1) / static_cast<double>(s.warmup_steps);
+  const std::int64_t since = t - s.warmup_steps;
+  switch (s.kind) {
+    case ScheduleKind::constant:
+      return base_lr;
+    case ScheduleKind::step:
+      return base_lr * std::pow(s.gamma, static_cast<double>(since / s.step_size));
+    case ScheduleKind::cosine: {
+      const std::int64_t horizon = std::max<std::int64_t>(1, total_steps - s.warmup_steps);
+      const double frac = static_cast<double>(std::min(since, horizon)) / static_cast<double>(horizon);
+      return s.min_lr + (base_lr - s.min_lr) * 0.5 * (1.0 + std::cos(M_PI * frac));
+    }
+  }
+  return base_lr;
+}
+
+}  // namespace mdn
