@@ -2,6 +2,7 @@
 #include <cassert>
 #include <climits>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "mdn/error.hpp"
@@ -29,6 +30,16 @@ void Comm::settle(const std::exception_ptr& local) {
   broadcast(&code, 1, first);
   broadcast(report.message, first);
   throw Error(static_cast<Exit>(code), report.message, /*collective=*/true);
+}
+
+void SelfComm::exchange_rows(const float* send, std::size_t width,
+                             const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
+                             const std::vector<std::int64_t>& recv_counts) {
+  assert(send_rows.size() == 1 && recv_counts.size() == 1 &&
+         static_cast<std::int64_t>(send_rows[0].size()) == recv_counts[0]);
+  (void)recv_counts;
+  for (std::size_t k = 0; k < send_rows[0].size(); ++k)
+    std::copy_n(send + static_cast<std::size_t>(send_rows[0][k]) * width, width, recv + k * width);
 }
 
 void SelfComm::broadcast_raw(void*, std::size_t, int root) {
@@ -99,6 +110,71 @@ MpiComm::~MpiComm() {
 }
 
 void MpiComm::barrier() { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+
+namespace {
+
+/// Owns a committed MPI datatype.
+class Datatype {
+ public:
+  Datatype() = default;
+  explicit Datatype(MPI_Datatype t) : t_(t) { check_mpi(MPI_Type_commit(&t_), "MPI_Type_commit"); }
+  ~Datatype() {
+    if (t_ != MPI_DATATYPE_NULL) MPI_Type_free(&t_);
+  }
+  Datatype(Datatype&& o) noexcept : t_(std::exchange(o.t_, MPI_DATATYPE_NULL)) {}
+  Datatype& operator=(Datatype&& o) noexcept {
+    std::swap(t_, o.t_);
+    return *this;
+  }
+  MPI_Datatype get() const { return t_; }
+
+ private:
+  MPI_Datatype t_ = MPI_DATATYPE_NULL;
+};
+
+}  // namespace
+
+void MpiComm::exchange_rows(const float* send, std::size_t width,
+                            const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
+                            const std::vector<std::int64_t>& recv_counts) {
+  const auto P = static_cast<std::size_t>(size_);
+  assert(send_rows.size() == P && recv_counts.size() == P);
+  MPI_Datatype raw = MPI_DATATYPE_NULL;
+  check_mpi(MPI_Type_contiguous(static_cast<int>(width), MPI_FLOAT, &raw), "MPI_Type_contiguous");
+  const Datatype row(raw);
+
+  // Send: one indexed datatype per destination picks its rows in place (no packing buffer).
+  // Receive: one datatype per source places its block at a 64-bit byte offset (Alltoallw's own
+  // displacements are ints).
+  std::vector<Datatype> send_types(P), recv_types(P);
+  std::vector<MPI_Datatype> stypes(P, row.get()), rtypes(P, row.get());
+  std::vector<int> scounts(P, 0), rcounts(P, 0), displs(P, 0);
+  MPI_Aint offset = 0;
+  for (std::size_t t = 0; t < P; ++t) {
+    if (!send_rows[t].empty()) {
+      if (send_rows[t].size() > static_cast<std::size_t>(INT_MAX))
+        throw run_error("row exchange: more than {} rows for one rank", INT_MAX);
+      check_mpi(MPI_Type_create_indexed_block(static_cast<int>(send_rows[t].size()), 1,
+                                              send_rows[t].data(), row.get(), &raw),
+                "MPI_Type_create_indexed_block");
+      send_types[t] = Datatype(raw);
+      stypes[t] = send_types[t].get();
+      scounts[t] = 1;
+    }
+    if (recv_counts[t] > 0) {
+      if (recv_counts[t] > INT_MAX) throw run_error("row exchange: more than {} rows from one rank", INT_MAX);
+      const int count = static_cast<int>(recv_counts[t]);
+      check_mpi(MPI_Type_create_hindexed(1, &count, &offset, row.get(), &raw), "MPI_Type_create_hindexed");
+      recv_types[t] = Datatype(raw);
+      rtypes[t] = recv_types[t].get();
+      rcounts[t] = 1;
+      offset += static_cast<MPI_Aint>(recv_counts[t]) * static_cast<MPI_Aint>(width * sizeof(float));
+    }
+  }
+  check_mpi(MPI_Alltoallw(send, scounts.data(), displs.data(), stypes.data(), recv, rcounts.data(),
+                          displs.data(), rtypes.data(), comm_),
+            "MPI_Alltoallw");
+}
 
 void MpiComm::allreduce_raw(void* data, std::size_t n, DType type, ReduceOp op) {
   auto* bytes = static_cast<unsigned char*>(data);

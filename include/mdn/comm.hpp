@@ -11,6 +11,7 @@
 #include <exception>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace mdn {
 
@@ -59,6 +60,13 @@ class Comm {
 
   virtual void barrier() = 0;
 
+  /// Row exchange (all-to-all). A row is `width` floats. To each rank t this rank sends the rows
+  /// of `send` whose indices send_rows[t] lists, in that order; from each rank s it receives
+  /// recv_counts[s] rows, stored contiguously in `recv`, blocks in rank order. Collective.
+  virtual void exchange_rows(const float* send, std::size_t width,
+                             const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
+                             const std::vector<std::int64_t>& recv_counts) = 0;
+
   /// Turns a failure on some ranks into the same mdn::Error on every rank.
   ///
   /// Collective. Each rank passes the exception it caught (or nullptr). When no rank failed this
@@ -91,6 +99,9 @@ class SelfComm final : public Comm {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   void barrier() override {}
+  void exchange_rows(const float* send, std::size_t width,
+                     const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
+                     const std::vector<std::int64_t>& recv_counts) override;
 
  protected:
   void allreduce_raw(void*, std::size_t, DType, ReduceOp) override {}

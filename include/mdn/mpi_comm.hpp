@@ -24,6 +24,9 @@ class MpiComm final : public Comm {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void barrier() override;
+  void exchange_rows(const float* send, std::size_t width,
+                     const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
+                     const std::vector<std::int64_t>& recv_counts) override;
   MPI_Comm handle() const { return comm_; }
 
  protected:

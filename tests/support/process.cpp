@@ -97,6 +97,12 @@ std::vector<std::string> mpi_launch(int np) {
   return cmd;
 }
 
+std::vector<std::string> mpi_launch_keep_going(int np) {
+  std::vector<std::string> cmd = mpi_launch(np);
+  if (MDN_TEST_MPI_IS_OPENMPI) cmd.insert(cmd.begin() + 1, {"--mca", "orte_abort_on_non_zero_status", "0"});
+  return cmd;
+}
+
 std::vector<std::string> mdn_command(int np, const std::vector<std::string>& args) {
   std::vector<std::string> cmd = np > 0 ? mpi_launch(np) : std::vector<std::string>{};
   cmd.push_back(mdn_binary());

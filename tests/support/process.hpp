@@ -31,6 +31,10 @@ std::string mdn_binary();
 /// `mpiexec -n np <pre-flags>` as configured by the build.
 std::vector<std::string> mpi_launch(int np);
 
+/// mpi_launch(np), telling mpiexec not to kill the other ranks when one exits with a non-zero
+/// code, so that a test can see every rank's own exit code.
+std::vector<std::string> mpi_launch_keep_going(int np);
+
 /// mpi_launch(np) + {mdn_binary()} + args; np == 0 runs mdn without mpiexec.
 std::vector<std::string> mdn_command(int np, const std::vector<std::string>& args);
 

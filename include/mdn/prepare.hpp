@@ -1,0 +1,42 @@
+// Everything `mdn check` validates and `mdn train` needs before it writes anything: the config,
+// the data files (shapes, types, NaN scan, rows per rank), the normalisation, the run directory.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mdn/comm.hpp"
+#include "mdn/config.hpp"
+#include "mdn/data.hpp"
+
+namespace mdn {
+
+struct Prepared {
+  Config config;
+  DataFileInfo train_file;
+  std::optional<DataFileInfo> valid_file;
+  Normalization norm;
+  BatchSpec batches;
+  ModelSpec model;
+  RowRange train_range;       ///< this rank's shard
+  Mat<float> train_shard;     ///< (D + L, rows) normalised
+  RowRange valid_range;       ///< this rank's whole blocks of validation rows
+  Mat<float> valid_shard;
+  double read_seconds = 0;    ///< time spent reading and normalising
+};
+
+/// Reads the config on rank 0 and shares it (collective); errors as mdn::Error on every rank.
+Config load_config_collectively(const std::string& path, const std::vector<std::string>& sets,
+                                Comm& comm);
+
+/// All checks, then reads and normalises this rank's shards. Collective.
+Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm);
+
+/// Checks that run.dir is, or can be created as, a writable directory. Writes nothing.
+void check_run_dir(const Config& c);
+
+/// The summary `mdn check` prints (rank 0's text; collective).
+std::string summary(const Prepared& p, Comm& comm);
+
+}  // namespace mdn

@@ -1,0 +1,351 @@
+#include "mdn/data.hpp"
+
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+
+#include "mdn/error.hpp"
+#include "mdn/exact.hpp"
+#include "mdn/h5.hpp"
+#include "mdn/random.hpp"
+
+namespace mdn {
+
+namespace {
+
+std::vector<std::string> root_datasets(hid_t file) {
+  std::vector<std::string> names;
+  // H5L_info_t and H5Literate map to the library's default API version (1.10 or later).
+  auto visit = [](hid_t group, const char* name, const H5L_info_t*, void* out) -> herr_t {
+    const hid_t ds = H5Dopen2(group, name, H5P_DEFAULT);  // fails for groups and other objects
+    if (ds >= 0) {
+      static_cast<std::vector<std::string>*>(out)->push_back(name);
+      H5Dclose(ds);
+    }
+    return 0;
+  };
+  H5Literate(file, H5_INDEX_NAME, H5_ITER_INC, nullptr, visit, &names);
+  h5::take_error_stack();
+  return names;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& e : v) s += (s.empty() ? "" : ", ") + ("'" + e + "'");
+  return s.empty() ? "none" : s;
+}
+
+const char* type_class_name(H5T_class_t c) {
+  switch (c) {
+    case H5T_INTEGER: return "integer";
+    case H5T_FLOAT: return "float";
+    case H5T_STRING: return "string";
+    case H5T_COMPOUND: return "compound";
+    case H5T_ENUM: return "enum";
+    case H5T_ARRAY: return "array";
+    case H5T_BITFIELD: return "bitfield";
+    case H5T_OPAQUE: return "opaque";
+    case H5T_REFERENCE: return "reference";
+    case H5T_VLEN: return "variable-length";
+    default: return "unknown";
+  }
+}
+
+DatasetInfo describe_dataset(hid_t file, const std::string& path, const std::string& name,
+                             const std::string& what) {
+  DatasetInfo d;
+  d.name = name;
+  const std::string where = fmt::format("{} '{}'", what, path);
+  if (name.find('/') == std::string::npos || name.front() == '/') {
+    const htri_t exists = H5Lexists(file, name.c_str(), H5P_DEFAULT);
+    h5::take_error_stack();
+    if (exists <= 0)
+      throw input_error("{}: no dataset '{}' (datasets in the file: {})", where, name,
+                        join(root_datasets(file)));
+  }
+  const h5::Handle ds = h5::checked(H5Dopen2(file, name.c_str(), H5P_DEFAULT),
+                                    fmt::format("{}: cannot open dataset '{}'", where, name), Exit::input);
+  const h5::Handle type = h5::checked(H5Dget_type(ds.get()), "H5Dget_type", Exit::input);
+  const H5T_class_t cls = H5Tget_class(type.get());
+  d.bytes = H5Tget_size(type.get());
+  if (cls != H5T_FLOAT || (d.bytes != 4 && d.bytes != 8))
+    throw input_error("{}: dataset '{}' holds {} {}-byte values; mdn reads float32 or float64", where,
+                      name, type_class_name(cls), d.bytes);
+  const h5::Handle space = h5::checked(H5Dget_space(ds.get()), "H5Dget_space", Exit::input);
+  d.rank = H5Sget_simple_extent_ndims(space.get());
+  if (d.rank < 1 || d.rank > 2)
+    throw input_error("{}: dataset '{}' has {} dimensions; mdn reads (N, columns) or (N,)", where,
+                      name, d.rank);
+  hsize_t dims[2] = {0, 1};
+  h5::check(H5Sget_simple_extent_dims(space.get(), dims, nullptr), "H5Sget_simple_extent_dims", Exit::input);
+  constexpr hsize_t kMax = static_cast<hsize_t>(std::numeric_limits<std::int32_t>::max());
+  if (dims[0] == 0 || dims[1] == 0)
+    throw input_error("{}: dataset '{}' is empty ({} x {})", where, name, dims[0], dims[1]);
+  if (dims[1] > (1u << 20) || dims[0] > kMax * 64)
+    throw input_error("{}: dataset '{}' has an implausible shape ({} x {})", where, name, dims[0], dims[1]);
+  d.rows = static_cast<Index>(dims[0]);
+  d.cols = static_cast<Index>(dims[1]);
+
+  const h5::Handle dcpl = h5::checked(H5Dget_create_plist(ds.get()), "H5Dget_create_plist", Exit::input);
+  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  d.storage = layout == H5D_CHUNKED ? "chunked" : layout == H5D_COMPACT ? "compact" : "contiguous";
+  const int filters = H5Pget_nfilters(dcpl.get());
+  for (int i = 0; i < filters; ++i) {
+    unsigned flags = 0;
+    std::size_t nelmts = 0;
+    char fname[64] = {0};
+    const H5Z_filter_t f = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &nelmts,
+                                          nullptr, sizeof fname, fname, nullptr);
+    d.storage += f == H5Z_FILTER_DEFLATE ? ", gzip" : fmt::format(", {}", fname[0] ? fname : "filter");
+  }
+  return d;
+}
+
+/// Available memory for the read, so that a hostile header cannot make mdn try to allocate
+/// terabytes: physical memory of the node.
+double physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && size > 0 ? static_cast<double>(pages) * static_cast<double>(size) : 1e18;
+}
+
+void read_dataset(hid_t file, const DatasetInfo& d, RowRange range, Eigen::MatrixXd& out,
+                  const std::string& path, int& reads) {
+  out.resize(d.cols, range.size());
+  if (range.size() == 0) return;
+  const std::string what = fmt::format("'{}': reading rows {}..{} of dataset '{}'", path,
+                                       range.begin, range.end, d.name);
+  const h5::Handle ds = h5::checked(H5Dopen2(file, d.name.c_str(), H5P_DEFAULT), what, Exit::input);
+  const h5::Handle fspace = h5::checked(H5Dget_space(ds.get()), what, Exit::input);
+  const hsize_t start[2] = {static_cast<hsize_t>(range.begin), 0};
+  const hsize_t count[2] = {static_cast<hsize_t>(range.size()), static_cast<hsize_t>(d.cols)};
+  h5::check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), what,
+            Exit::input);
+  const hsize_t mcount[1] = {count[0] * count[1]};
+  const h5::Handle mspace = h5::checked(H5Screate_simple(1, mcount, nullptr), what, Exit::input);
+  // Row-major (n, cols) in the file is column-major (cols, n) in memory: no transpose needed.
+  h5::check(H5Dread(ds.get(), H5T_NATIVE_DOUBLE, mspace.get(), fspace.get(), H5P_DEFAULT, out.data()),
+            what, Exit::input);
+  ++reads;
+}
+
+Index first_bad_column(const Eigen::MatrixXd& m) {
+  for (Index j = 0; j < m.cols(); ++j)
+    if (!m.col(j).allFinite()) return j;
+  return -1;
+}
+
+}  // namespace
+
+DataFileInfo inspect_data(const std::string& path, const std::string& x_name,
+                          const std::string& y_name, const std::string& what) {
+  h5::quiet();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (!fs::exists(status)) throw input_error("{}: '{}': no such file", what, path);
+  if (fs::is_directory(status)) throw input_error("{}: '{}' is a directory, not an HDF5 file", what, path);
+  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+  h5::take_error_stack();
+  if (is_hdf5 <= 0)
+    throw input_error("{}: '{}' is not an HDF5 file (or cannot be read)", what, path);
+  const h5::Handle file = h5::checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
+                                      fmt::format("{}: cannot open '{}'", what, path), Exit::input);
+  DataFileInfo info;
+  info.path = path;
+  info.x = describe_dataset(file.get(), path, x_name, what);
+  info.y = describe_dataset(file.get(), path, y_name, what);
+  if (info.x.rows != info.y.rows)
+    throw input_error("{} '{}': datasets '{}' and '{}' have different row counts ({} and {})", what, path,
+                      x_name, y_name, info.x.rows, info.y.rows);
+  return info;
+}
+
+RowRange shard_of(Index N, int P, int r) {
+  return {N * r / P, N * (r + 1) / P};
+}
+
+int owner_of(Index row, Index N, int P) {
+  // row >= floor(rN/P)  <=>  r <= ((row + 1) P - 1) / N
+  return static_cast<int>(((row + 1) * P - 1) / N);
+}
+
+RowRange block_shard_of(Index N, Index block, int P, int r) {
+  const Index blocks = (N + block - 1) / block;
+  const Index b0 = blocks * r / P;
+  const Index b1 = blocks * (r + 1) / P;
+  return {std::min(N, b0 * block), std::min(N, b1 * block)};
+}
+
+RawRows read_rows(const DataFileInfo& file, RowRange range) {
+  const double need = static_cast<double>(range.size()) *
+                      static_cast<double>(file.x.cols + file.y.cols) * (8.0 + 4.0);
+  const double have = physical_memory_bytes();
+  if (need > 0.8 * have)
+    throw input_error("'{}': reading {} rows of {} + {} columns needs {:.1f} GiB on this rank; the node "
+                      "has {:.1f} GiB (use more ranks or nodes)",
+                      file.path, range.size(), file.x.cols, file.y.cols, need / (1 << 30), have / (1 << 30));
+  h5::quiet();
+  const h5::Handle h = h5::checked(H5Fopen(file.path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
+                                   fmt::format("cannot open '{}'", file.path), Exit::input);
+  RawRows raw;
+  read_dataset(h.get(), file.x, range, raw.x, file.path, raw.hyperslab_reads);
+  read_dataset(h.get(), file.y, range, raw.y, file.path, raw.hyperslab_reads);
+  const Index bx = first_bad_column(raw.x);
+  const Index by = first_bad_column(raw.y);
+  if (bx >= 0 && (by < 0 || bx <= by)) {
+    raw.bad_row = range.begin + bx;
+    raw.bad_dataset = file.x.name;
+  } else if (by >= 0) {
+    raw.bad_row = range.begin + by;
+    raw.bad_dataset = file.y.name;
+  }
+  return raw;
+}
+
+Normalization Normalization::identity(Index D, Index L) {
+  Normalization n;
+  n.x_mean = Eigen::VectorXd::Zero(D);
+  n.x_std = Eigen::VectorXd::Ones(D);
+  n.y_mean = Eigen::VectorXd::Zero(L);
+  n.y_std = Eigen::VectorXd::Ones(L);
+  return n;
+}
+
+double Normalization::log_det_y() const { return enabled ? y_std.array().log().sum() : 0.0; }
+
+namespace {
+
+void column_stats(const Eigen::MatrixXd& v, Index N, Comm& comm, Eigen::VectorXd& mean,
+                  Eigen::VectorXd& stddev) {
+  const auto sums = exact_sums(v, comm);
+  mean = Eigen::Map<const Eigen::VectorXd>(sums.data(), v.rows()) / static_cast<double>(N);
+  const Eigen::MatrixXd dev = (v.colwise() - mean).array().square().matrix();
+  const auto sq = exact_sums(dev, comm);
+  stddev.resize(v.rows());
+  for (Index f = 0; f < v.rows(); ++f) {
+    const double var = sq[static_cast<std::size_t>(f)] / static_cast<double>(N);
+    stddev(f) = var > 0 ? std::sqrt(var) : 1.0;
+  }
+}
+
+}  // namespace
+
+Normalization compute_normalization(const RawRows& rows, Comm& comm) {
+  const Index N = comm.sum<std::int64_t>(rows.x.cols());
+  Normalization n;
+  n.enabled = true;
+  column_stats(rows.x, N, comm, n.x_mean, n.x_std);
+  column_stats(rows.y, N, comm, n.y_mean, n.y_std);
+  return n;
+}
+
+Mat<float> read_shard(const DataFileInfo& file, RowRange range, Comm& comm,
+                      const Normalization* norm, Normalization* computed) {
+  RawRows raw;
+  comm.collectively([&] { raw = read_rows(file, range); });
+  const std::int64_t bad = comm.min<std::int64_t>(raw.bad_row < 0 ? std::numeric_limits<std::int64_t>::max() : raw.bad_row);
+  if (bad != std::numeric_limits<std::int64_t>::max()) {
+    // The rank holding the first bad row names its dataset.
+    std::string dataset = raw.bad_row == bad ? raw.bad_dataset : std::string();
+    comm.broadcast(dataset, owner_of(bad, file.x.rows, comm.size()));
+    throw Error(Exit::input,
+                fmt::format("'{}': dataset '{}' has a NaN or Inf in row {} (the first such row)",
+                            file.path, dataset, bad),
+                true);
+  }
+  Normalization stats;
+  if (computed != nullptr) {
+    stats = compute_normalization(raw, comm);
+    *computed = stats;
+    norm = &stats;
+  }
+  const Index D = raw.x.rows();
+  const Index L = raw.y.rows();
+  Mat<float> out(D + L, range.size());
+  if (norm != nullptr && norm->enabled) {
+    out.topRows(D) = ((raw.x.colwise() - norm->x_mean).array().colwise() / norm->x_std.array()).cast<float>();
+    out.bottomRows(L) = ((raw.y.colwise() - norm->y_mean).array().colwise() / norm->y_std.array()).cast<float>();
+  } else {
+    out.topRows(D) = raw.x.cast<float>();
+    out.bottomRows(L) = raw.y.cast<float>();
+  }
+  return out;
+}
+
+std::vector<std::int64_t> epoch_permutation(Index N, std::uint64_t seed, std::int64_t epoch) {
+  std::vector<std::int64_t> perm(static_cast<std::size_t>(N));
+  for (Index i = 0; i < N; ++i) perm[static_cast<std::size_t>(i)] = i;
+  rng::Sequence r(seed, rng::kPermutation + static_cast<std::uint64_t>(epoch));
+  for (Index i = N - 1; i > 0; --i)
+    std::swap(perm[static_cast<std::size_t>(i)], perm[r.below(static_cast<std::uint64_t>(i) + 1)]);
+  return perm;
+}
+
+TrainData::TrainData(Comm& comm, Mat<float> shard, RowRange range, Index input_dim,
+                     Index output_dim, const BatchSpec& spec)
+    : comm_(comm), shard_(std::move(shard)), range_(range), D_(input_dim), L_(output_dim), spec_(spec) {
+  // At most ceil(N/P) + m rows arrive per epoch (README, "Data"): allocate that once.
+  const Index P = comm.size();
+  received_.resize(D_ + L_, (spec_.rows + P - 1) / P + spec_.micro);
+  by_batch_.resize(static_cast<std::size_t>(spec_.batches_per_epoch()));
+}
+
+void TrainData::start_epoch(std::int64_t epoch) {
+  const int P = comm_.size();
+  const int me = comm_.rank();
+  const Index N = spec_.rows;
+  const Index B = spec_.batch;
+  const Index m = spec_.micro;
+  const Index per_batch = B / m;
+  const auto perm = epoch_permutation(N, spec_.seed, epoch);
+  const Index used = spec_.rows_per_epoch();
+
+  std::vector<std::vector<std::int32_t>> send(static_cast<std::size_t>(P));
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(P), 0);
+  std::vector<std::pair<int, Index>> need;  // (source rank, index within its block), in order
+  for (auto& v : by_batch_) v.clear();
+  for (Index pos = 0; pos < used; ++pos) {
+    const Index row = perm[static_cast<std::size_t>(pos)];
+    const Index b = pos / B;
+    const Index j = (pos % B) / m;
+    const Index g = b * per_batch + j;
+    const int dest = static_cast<int>(g % P);
+    const int src = owner_of(row, N, P);
+    if (src == me) send[static_cast<std::size_t>(dest)].push_back(static_cast<std::int32_t>(row - range_.begin));
+    if (dest == me) {
+      auto& list = by_batch_[static_cast<std::size_t>(b)];
+      if (list.empty() || list.back().index != j) {
+        list.push_back({b, j, g, 0, static_cast<Index>(need.size())});
+      }
+      ++list.back().rows;
+      need.emplace_back(src, counts[static_cast<std::size_t>(src)]++);
+    }
+  }
+  const Index total = static_cast<Index>(need.size());
+  assert(total <= received_.cols());
+  std::vector<Index> first(static_cast<std::size_t>(P), 0);
+  for (int s = 1; s < P; ++s)
+    first[static_cast<std::size_t>(s)] = first[static_cast<std::size_t>(s - 1)] + counts[static_cast<std::size_t>(s - 1)];
+  order_.resize(need.size());
+  for (std::size_t k = 0; k < need.size(); ++k)
+    order_[k] = first[static_cast<std::size_t>(need[k].first)] + need[k].second;
+
+  comm_.exchange_rows(shard_.data(), static_cast<std::size_t>(D_ + L_), send, received_.data(), counts);
+  max_held_ = std::max(max_held_, shard_.cols() + total);
+}
+
+void TrainData::load(const Micro& mb, Eigen::Ref<Mat<float>> x, Eigen::Ref<Mat<float>> y) const {
+  for (Index k = 0; k < mb.rows; ++k) {
+    const Index col = order_[static_cast<std::size_t>(mb.first + k)];
+    x.col(k) = received_.col(col).head(D_);
+    y.col(k) = received_.col(col).tail(L_);
+  }
+}
+
+}  // namespace mdn

@@ -1,0 +1,178 @@
+#include "mdn/prepare.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "mdn/error.hpp"
+
+namespace mdn {
+
+namespace {
+
+std::string key_origin(const Config& c, const std::string& key) {
+  const std::string w = c.where(key);
+  return w.empty() ? key : w + key;
+}
+
+std::string shape(const DatasetInfo& d) {
+  return d.rank == 1 ? fmt::format("({},)", d.rows) : fmt::format("({}, {})", d.rows, d.cols);
+}
+
+std::string describe(const DataFileInfo& f) {
+  return fmt::format("{}\n    x '{}': float{} {} {}\n    y '{}': float{} {} {}", f.path, f.x.name,
+                     8 * f.x.bytes, shape(f.x), f.x.storage, f.y.name, 8 * f.y.bytes, shape(f.y),
+                     f.y.storage);
+}
+
+std::string vec(const Eigen::VectorXd& v) {
+  std::string s = "[";
+  for (Index i = 0; i < v.size(); ++i) s += fmt::format("{}{:.6g}", i ? ", " : "", v(i));
+  return s + "]";
+}
+
+}  // namespace
+
+Config load_config_collectively(const std::string& path, const std::vector<std::string>& sets,
+                                Comm& comm) {
+  std::string text;
+  comm.collectively([&] {
+    if (!comm.is_root()) return;
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) throw input_error("{}: is a directory, not a config file", path);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw input_error("{}: cannot read the config file: {}", path, std::strerror(errno));
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+    if (text.size() > (1u << 20)) throw input_error("{}: a config file larger than 1 MiB is not plausible", path);
+  });
+  comm.broadcast(text);
+  Config c;
+  comm.collectively([&] { c = parse_config(text, path, sets); });
+  return c;
+}
+
+void check_run_dir(const Config& c) {
+  namespace fs = std::filesystem;
+  const std::string what = key_origin(c, "run.dir");
+  fs::path dir(c.run.dir);
+  std::error_code ec;
+  if (fs::exists(dir, ec)) {
+    if (!fs::is_directory(dir, ec)) throw input_error("{}: '{}' exists and is not a directory", what, c.run.dir);
+    if (access(dir.c_str(), W_OK | X_OK) != 0)
+      throw input_error("{}: '{}' is not writable: {}", what, c.run.dir, std::strerror(errno));
+    return;
+  }
+  // The nearest existing ancestor must be a writable directory.
+  fs::path p = fs::absolute(dir, ec).parent_path();
+  while (!p.empty() && !fs::exists(p, ec)) p = p.parent_path();
+  if (p.empty() || !fs::is_directory(p, ec))
+    throw input_error("{}: cannot create '{}': '{}' is not a directory", what, c.run.dir, p.string());
+  if (access(p.c_str(), W_OK | X_OK) != 0)
+    throw input_error("{}: cannot create '{}': '{}' is not writable", what, c.run.dir, p.string());
+}
+
+Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm) {
+  Prepared p;
+  p.config = load_config_collectively(config_path, sets, comm);
+  const Config& c = p.config;
+  const auto start = std::chrono::steady_clock::now();
+
+  // Headers first, on every rank (they see the same files): cheap, and all errors are settled.
+  comm.collectively([&] {
+    p.train_file = inspect_data(c.data.train, c.data.x, c.data.y, key_origin(c, "data.train"));
+    if (c.data.valid) {
+      p.valid_file = inspect_data(*c.data.valid, c.data.x, c.data.y, key_origin(c, "data.valid"));
+      if (p.valid_file->x.cols != p.train_file.x.cols || p.valid_file->y.cols != p.train_file.y.cols)
+        throw input_error("{}: '{}' has {} inputs and {} outputs, the training file '{}' has {} and {}",
+                          key_origin(c, "data.valid"), *c.data.valid, p.valid_file->x.cols,
+                          p.valid_file->y.cols, c.data.train, p.train_file.x.cols, p.train_file.y.cols);
+    }
+    check_run_dir(c);
+  });
+  const Index N = p.train_file.x.rows;
+  if (N < comm.size())
+    throw Error(Exit::input,
+                fmt::format("{}: '{}' has {} rows: too few for {} ranks (use at most {} ranks)",
+                            key_origin(c, "data.train"), c.data.train, N, comm.size(), N),
+                true);
+  const int D = static_cast<int>(p.train_file.x.cols);
+  const int L = static_cast<int>(p.train_file.y.cols);
+  p.model = c.model_spec(D, L);
+  comm.collectively([&] { p.model.validate(); });
+  p.batches = {N, c.train.batch_size, *c.train.micro_batch, c.train.drop_last, c.run.seed};
+  if (p.batches.batches_per_epoch() == 0)
+    throw Error(Exit::input,
+                fmt::format("{}train.drop_last is on and train.batch_size ({}) exceeds the {} training rows: "
+                            "an epoch would have no batch",
+                            c.where("train.drop_last"), c.train.batch_size, N),
+                true);
+
+  // Data: this rank's shard; normalisation statistics from the training rows (exact).
+  p.train_range = shard_of(N, comm.size(), comm.rank());
+  p.train_shard = read_shard(p.train_file, p.train_range, comm, nullptr,
+                             c.data.normalize ? &p.norm : nullptr);
+  if (!c.data.normalize) p.norm = Normalization::identity(D, L);
+  if (p.valid_file) {
+    p.valid_range = block_shard_of(p.valid_file->x.rows, p.batches.micro, comm.size(), comm.rank());
+    p.valid_shard = read_shard(*p.valid_file, p.valid_range, comm, &p.norm, nullptr);
+  }
+  p.read_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return p;
+}
+
+std::string summary(const Prepared& p, Comm& comm) {
+  const Config& c = p.config;
+  const Index rows = p.train_range.size();
+  const Index min_rows = comm.min<std::int64_t>(rows);
+  const Index max_rows = comm.max<std::int64_t>(rows);
+  const BatchSpec& b = p.batches;
+  const Layout layout(p.model);
+  std::string hidden;
+  for (int w : p.model.hidden) hidden += (hidden.empty() ? "" : ", ") + std::to_string(w);
+  const Index G = b.micro_batches_per_epoch();
+  const Index last = b.batch_rows(b.batches_per_epoch() - 1);
+  std::string s;
+  const auto overrides = std::count_if(c.origin.begin(), c.origin.end(),
+                                       [](const auto& kv) { return kv.second.rfind("--set", 0) == 0; });
+  s += fmt::format("config     {}{}\n", c.path,
+                   overrides > 0 ? fmt::format(" ({} keys set with --set)", overrides) : "");
+  s += fmt::format("train      {}\n", describe(p.train_file));
+  if (p.valid_file) s += fmt::format("valid      {}\n", describe(*p.valid_file));
+  s += fmt::format("data       N = {} rows, D = {} inputs, L = {} outputs\n", b.rows,
+                   p.model.input_dim, p.model.output_dim);
+  s += fmt::format("model      {} -> [{}] {} -> K = {} components ({} head outputs); {} parameters\n",
+                   p.model.input_dim, hidden, to_string(p.model.activation), p.model.components,
+                   p.model.head_rows(), layout.size());
+  s += fmt::format("batches    B = {}, m = {}: {} batches per epoch ({} micro-batches); last batch {} rows{}\n",
+                   b.batch, b.micro, b.batches_per_epoch(), G, last,
+                   b.rows_per_epoch() < b.rows ? fmt::format(" ({} rows dropped)", b.rows - b.rows_per_epoch()) : "");
+  if (c.train.epochs || c.train.max_steps) {
+    std::int64_t steps = c.train.epochs ? *c.train.epochs * b.batches_per_epoch() : *c.train.max_steps;
+    if (c.train.max_steps) steps = std::min(steps, *c.train.max_steps);
+    s += fmt::format("schedule   {} steps ({} epochs of {} steps{})\n", steps,
+                     c.train.epochs ? std::to_string(*c.train.epochs) : "-", b.batches_per_epoch(),
+                     c.train.max_steps ? fmt::format(", max_steps {}", *c.train.max_steps) : "");
+  }
+  const Index P = comm.size();
+  s += fmt::format("ranks      P = {}: each reads {} rows (its shard) and receives at most {} rows per epoch\n",
+                   P, min_rows == max_rows ? std::to_string(min_rows) : fmt::format("{}..{}", min_rows, max_rows),
+                   (b.rows + P - 1) / P + b.micro);
+  if (G < P)
+    s += fmt::format("           note: {} micro-batches per epoch for {} ranks: some ranks idle\n", G, P);
+  if (p.norm.enabled) {
+    s += fmt::format("normalize  x mean {} std {}\n           y mean {} std {}\n", vec(p.norm.x_mean),
+                     vec(p.norm.x_std), vec(p.norm.y_mean), vec(p.norm.y_std));
+  } else {
+    s += "normalize  off\n";
+  }
+  s += fmt::format("run.dir    {}\n", c.run.dir);
+  return s;
+}
+
+}  // namespace mdn
