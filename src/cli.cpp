@@ -9,6 +9,7 @@
 #include "mdn/config.hpp"
 #include "mdn/error.hpp"
 #include "mdn/prepare.hpp"
+#include "mdn/trainer.hpp"
 
 namespace mdn::cli {
 namespace {
@@ -76,6 +77,12 @@ Outcome run(int argc, char** argv, Comm& world) {
                "number of ranks) and print a summary; writes nothing");
   add_config_options(*check, check_opts);
 
+  CheckOptions train_opts;
+  CLI::App* train = app.add_subcommand(
+      "train", "Train: run the checks of `mdn check`, then train, writing metrics.jsonl, progress and "
+               "checkpoints to run.dir; resumes from run.dir's newest checkpoint by default");
+  add_config_options(*train, train_opts);
+
   bool markdown = false;
   CLI::App* keys_cmd = app.add_subcommand("keys", "List every config key with its type, default and meaning");
   keys_cmd->add_flag("--markdown", markdown, "As the Markdown table of the README");
@@ -100,6 +107,7 @@ Outcome run(int argc, char** argv, Comm& world) {
     if (app.get_subcommands().empty())
       throw Error(Exit::input, "no command given; run 'mdn --help' for usage", true);
     if (check->parsed()) run_check(check_opts, world);
+    if (train->parsed()) return {train_command(train_opts.config, train_opts.sets, world), false};
     if (keys_cmd->parsed()) print_root(world, markdown ? keys_markdown() : keys_text());
     return {0, false};
   } catch (...) {

@@ -77,7 +77,8 @@ void check_run_dir(const Config& c) {
     throw input_error("{}: cannot create '{}': '{}' is not writable", what, c.run.dir, p.string());
 }
 
-Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm) {
+Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm,
+                 const std::function<void(Prepared&)>& before_reading) {
   Prepared p;
   p.config = load_config_collectively(config_path, sets, comm);
   const Config& c = p.config;
@@ -113,11 +114,19 @@ Prepared prepare(const std::string& config_path, const std::vector<std::string>&
                             c.where("train.drop_last"), c.train.batch_size, N),
                 true);
 
+  if (before_reading) before_reading(p);
+  if (p.skip_data) return p;
+
   // Data: this rank's shard; normalisation statistics from the training rows (exact).
   p.train_range = shard_of(N, comm.size(), comm.rank());
-  p.train_shard = read_shard(p.train_file, p.train_range, comm, nullptr,
-                             c.data.normalize ? &p.norm : nullptr);
-  if (!c.data.normalize) p.norm = Normalization::identity(D, L);
+  if (p.fixed_norm) {
+    p.norm = *p.fixed_norm;
+    p.train_shard = read_shard(p.train_file, p.train_range, comm, &p.norm, nullptr);
+  } else {
+    p.train_shard = read_shard(p.train_file, p.train_range, comm, nullptr,
+                               c.data.normalize ? &p.norm : nullptr);
+    if (!c.data.normalize) p.norm = Normalization::identity(D, L);
+  }
   if (p.valid_file) {
     p.valid_range = block_shard_of(p.valid_file->x.rows, p.batches.micro, comm.size(), comm.rank());
     p.valid_shard = read_shard(*p.valid_file, p.valid_range, comm, &p.norm, nullptr);

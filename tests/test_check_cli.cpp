@@ -13,31 +13,11 @@
 namespace mdn::test {
 namespace {
 
-struct Ranks {
-  RunResult result;
-  std::vector<std::string> codes;  // exit code of each rank, as it wrote it
-};
-
 /// Runs `mdn check` on np ranks; each rank records its own exit code.
-Ranks check(const TempDir& dir, int np, const std::vector<std::string>& args) {
-  std::vector<std::string> cmd = mpi_launch_keep_going(np);
-  const std::string script =
-      "\"$0\" \"$@\"; rc=$?; echo $rc > " + dir.path() + "/rc.${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}}; exit $rc";
-  cmd.insert(cmd.end(), {"/bin/sh", "-c", script, mdn_binary(), "check"});
-  cmd.insert(cmd.end(), args.begin(), args.end());
-  for (int r = 0; r < np; ++r) std::remove((dir / ("rc." + std::to_string(r))).c_str());
-  Ranks out;
-  RunOptions opts;
-  opts.timeout_seconds = 60;
-  opts.cwd = dir.path();
-  out.result = run(cmd, opts);
-  for (int r = 0; r < np; ++r) {
-    std::ifstream in(dir / ("rc." + std::to_string(r)));
-    std::string code;
-    in >> code;
-    out.codes.push_back(code);
-  }
-  return out;
+RankedRun check(const TempDir& dir, int np, const std::vector<std::string>& args) {
+  std::vector<std::string> full = {"check"};
+  full.insert(full.end(), args.begin(), args.end());
+  return run_mdn_ranks(dir.path(), np, full, {}, 60);
 }
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
@@ -59,7 +39,7 @@ class CheckCli : public testing::Test {
 
   /// Expects failure with `message` printed once and exit code 2 on each of 3 ranks.
   void expect_error(const std::vector<std::string>& args, const std::string& message) {
-    const Ranks r = check(dir_, 3, args);
+    const RankedRun r = check(dir_, 3, args);
     EXPECT_FALSE(r.result.timed_out) << "hang: " << r.result.all();
     EXPECT_EQ(r.result.exit_code, MDN_TEST_MPI_IS_OPENMPI ? 0 : 2)
         << "with abort_on_non_zero_status off, OpenMPI's mpiexec returns 0" << r.result.all();
@@ -77,7 +57,7 @@ class CheckCli : public testing::Test {
 };
 
 TEST_F(CheckCli, ValidConfigPassesAndPrintsTheSummaryOnce) {
-  const Ranks r = check(dir_, 3, {"cfg.yaml", "--set", "train.micro_batch=5"});
+  const RankedRun r = check(dir_, 3, {"cfg.yaml", "--set", "train.micro_batch=5"});
   EXPECT_EQ(r.result.exit_code, 0) << r.result.all();
   EXPECT_EQ(r.codes, (std::vector<std::string>{"0", "0", "0"}));
   EXPECT_EQ(count(r.result.out, "ok: the config and the data are valid for 3 ranks"), 1) << r.result.out;

@@ -2,6 +2,7 @@
 // the data files (shapes, types, NaN scan, rows per rank), the normalisation, the run directory.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,14 +25,20 @@ struct Prepared {
   RowRange valid_range;       ///< this rank's whole blocks of validation rows
   Mat<float> valid_shard;
   double read_seconds = 0;    ///< time spent reading and normalising
+  std::optional<Normalization> fixed_norm;  ///< statistics to use instead of computing them
+  bool skip_data = false;                   ///< set by before_reading: read no data at all
 };
 
 /// Reads the config on rank 0 and shares it (collective); errors as mdn::Error on every rank.
 Config load_config_collectively(const std::string& path, const std::vector<std::string>& sets,
                                 Comm& comm);
 
-/// All checks, then reads and normalises this rank's shards. Collective.
-Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm);
+/// All checks, then reads and normalises this rank's shards. Collective. `before_reading` runs
+/// (on every rank) after the config and the file headers are validated and before the data is
+/// read; setting `fixed_norm` there makes the shards use those statistics (a resumed run takes
+/// them from its checkpoint) instead of computing them.
+Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm,
+                 const std::function<void(Prepared&)>& before_reading = {});
 
 /// Checks that run.dir is, or can be created as, a writable directory. Writes nothing.
 void check_run_dir(const Config& c);

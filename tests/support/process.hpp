@@ -38,6 +38,17 @@ std::vector<std::string> mpi_launch_keep_going(int np);
 /// mpi_launch(np) + {mdn_binary()} + args; np == 0 runs mdn without mpiexec.
 std::vector<std::string> mdn_command(int np, const std::vector<std::string>& args);
 
+/// A run of mdn on np ranks in which every rank records its own exit code.
+struct RankedRun {
+  RunResult result;
+  std::vector<std::string> codes;  ///< exit code of each rank, as it wrote it ("" if it did not)
+};
+
+/// Runs `mdn args...` on np ranks with cwd `dir` (mpiexec keeps going when a rank fails, so that
+/// every rank's exit code is seen).
+RankedRun run_mdn_ranks(const std::string& dir, int np, const std::vector<std::string>& args,
+                        const std::map<std::string, std::string>& env = {}, double timeout = 120);
+
 /// Number of non-overlapping occurrences of needle in haystack.
 int count(const std::string& haystack, const std::string& needle);
 

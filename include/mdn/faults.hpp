@@ -1,0 +1,34 @@
+// Test-only fault injection. The environment variable MDN_FAULT, which production runs never
+// set, lists faults for the test battery to provoke what cannot be produced on demand otherwise:
+//
+//   MDN_FAULT="nonfinite@step=5@rank=1"   rank 1 puts a NaN in its first gradient of step 5
+//   MDN_FAULT="overflow@step=3"           the exact reducer's quanta are 8 bits too fine at step 3
+//
+// Several faults are separated by commas. Unknown names are an error, so a typo cannot make a
+// fault test pass vacuously.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace mdn {
+
+class Faults {
+ public:
+  /// The faults of this process (parsed from MDN_FAULT once).
+  static const Faults& get();
+  /// Parses a specification (for tests of the parser itself).
+  static Faults parse(const std::string& spec);
+
+  /// The fault named `name` applies at `step` on `rank` (a missing step or rank matches all).
+  bool at(const std::string& name, std::int64_t step, int rank) const;
+  /// Its integer parameter `key`, or `fallback`.
+  std::int64_t param(const std::string& name, const std::string& key, std::int64_t fallback) const;
+  bool any() const { return !faults_.empty(); }
+
+ private:
+  std::map<std::string, std::map<std::string, std::int64_t>> faults_;
+};
+
+}  // namespace mdn

@@ -1,0 +1,86 @@
+// The step's gradient reduction: local micro-batch gradients in, the global mean gradient out,
+// with the loss sum and row count in the same collective (DESIGN steps 1-2).
+//
+// exact (default): scheme (a) of the design. The step's micro-batch gradients are held until
+// the per-slot maxima over all ranks are known (one small MPI_MAX that also carries the
+// non-finite flag and the stop request); each micro-batch gradient is then quantised to int64
+// with a power-of-two quantum per layout slot, summed as integers locally and with one MPI_SUM
+// across ranks, and divided once by the global row count. Integer sums are associative: the
+// result is bit-identical for any number of ranks and any placement of the micro-batches.
+//   Quantum of slot s: q_s = 2^(e_s + c - 62), where a_s < 2^e_s is the largest |element| of the
+//   slot over the step's M micro-batches and 2^c >= M. Every quantised term is below 2^(62-c) in
+//   magnitude, so the sum of M terms stays below 2^62: the bound is checked (by name) before
+//   anything is summed, and nothing wraps. Error of the sum: at most M q_s / 2 <= M^2 a_s 2^-61,
+//   i.e. within 2^-40 of the largest micro-batch gradient element for M <= 1448.
+// fast: per-rank float sums of the micro-batch gradients, one float MPI_SUM; a NaN anywhere
+// propagates to every rank through the sum.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mdn/comm.hpp"
+#include "mdn/config.hpp"
+#include "mdn/model.hpp"
+
+namespace mdn {
+
+/// Requests that ride in the step's collective, so that all ranks act on them at the same step
+/// boundary even when only one rank raised them.
+struct StepFlags {
+  bool stop = false;        ///< stop after this step (a signal arrived)
+  bool checkpoint = false;  ///< checkpoint after this step (wall-clock schedule)
+};
+
+class GradientReducer {
+ public:
+  /// max_local: the most micro-batches of one step a rank can hold.
+  GradientReducer(const Layout& layout, Reduction mode, Index max_local, Comm& comm);
+
+  /// Where local micro-batch k's gradient (layout-sized, float) is to be written.
+  float* gradient(Index k);
+  /// Records local micro-batch k's summed loss and rows, after its gradient was written.
+  void record(Index k, double loss_sum, Index rows);
+
+  using Flags = StepFlags;
+
+  struct Result {
+    bool finite = true;     ///< every loss and gradient element of every rank was finite
+    Flags flags;            ///< the OR over ranks of the requests
+    double loss_sum = 0;    ///< summed NLL over the step's rows (normalised units)
+    std::int64_t rows = 0;  ///< the step's rows over all ranks
+  };
+
+  /// Reduces the n_local recorded micro-batches of this step (the step has micro_total
+  /// micro-batches over all ranks) into mean = sum / rows. Collective; throws mdn::Error on an
+  /// accumulator overflow.
+  Result reduce(Index n_local, Index micro_total, float* mean, Flags flags = {});
+
+  /// Exact mode: the dequantised sum of element i before the division (for tests).
+  double last_sum(Index i) const;
+  /// Seconds spent in collectives so far.
+  double comm_seconds() const { return comm_seconds_; }
+  /// Test hook: adds `bits` to every quantum's shift (forces an overflow when positive).
+  void set_shift_bias(int bits) { shift_bias_ = bits; }
+
+ private:
+  Result reduce_exact(Index n_local, Index micro_total, float* mean, Flags flags);
+  Result reduce_fast(Index n_local, float* mean, Flags flags);
+
+  const Layout& layout_;
+  Reduction mode_;
+  Comm& comm_;
+  Index n_;  // parameters
+  std::vector<Vec<float>> held_;        // exact: one gradient per local micro-batch; fast: [scratch]
+  std::vector<double> loss_;            // per local micro-batch
+  std::vector<Index> rows_;             // per local micro-batch
+  std::vector<double> maxima_;          // slots..., loss, non-finite, stop, checkpoint flags
+  std::vector<std::int64_t> acc_;       // exact: quantised sums, then loss, rows
+  std::vector<int> shift_;              // exact: per slot, then loss
+  Vec<float> fast_;                     // fast: sums..., loss, rows, stop, checkpoint flags
+  int shift_bias_ = 0;
+  double comm_seconds_ = 0;
+};
+
+}  // namespace mdn

@@ -1,0 +1,441 @@
+#include "mdn/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <hdf5.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include "mdn/error.hpp"
+#include "mdn/h5.hpp"
+
+namespace mdn {
+
+namespace {
+
+constexpr const char* kFormat = "mdn-checkpoint";
+constexpr const char* kChecksumAlgorithm =
+    "xxh3-64 of: every dataset's raw little-endian bytes in lexicographic order of its path "
+    "(no leading '/'); then step, epoch, samples_seen, world_size, /optimizer step as int64; "
+    "best_valid_nll as float64; the config text";
+
+std::vector<std::string> state_names(OptimizerKind k, bool momentum) {
+  if (k == OptimizerKind::sgd) return momentum ? std::vector<std::string>{"momentum"} : std::vector<std::string>{};
+  return {"exp_avg", "exp_avg_sq"};
+}
+
+/// The bytes the checksum covers after the datasets.
+std::string checksum_of(std::map<std::string, std::string> datasets, const Checkpoint& c) {
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  for (const auto& [path, bytes] : datasets) XXH3_64bits_update(st, bytes.data(), bytes.size());
+  for (std::int64_t v : {c.step, c.epoch, c.samples_seen, c.world_size, c.optimizer_steps})
+    XXH3_64bits_update(st, &v, sizeof v);
+  XXH3_64bits_update(st, &c.best_valid_nll, sizeof c.best_valid_nll);
+  XXH3_64bits_update(st, c.config.data(), c.config.size());
+  const XXH64_hash_t h = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  return fmt::format("{:016x}", h);
+}
+
+std::string bytes_of(const void* p, std::size_t n) { return std::string(static_cast<const char*>(p), n); }
+
+/// A slot's dataset shape: weights (out, in), biases (out,).
+std::vector<hsize_t> slot_dims(const Slot& s) {
+  if (s.name.find("weight") != std::string::npos)
+    return {static_cast<hsize_t>(s.rows), static_cast<hsize_t>(s.cols)};
+  return {static_cast<hsize_t>(s.rows)};
+}
+
+// ---- writing ------------------------------------------------------------------------------------
+
+class Writer {
+ public:
+  explicit Writer(const std::string& path) : path_(path) {
+    h5::quiet();
+    file_ = h5::checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), what("create"));
+    lcpl_ = h5::checked(H5Pcreate(H5P_LINK_CREATE), what("H5Pcreate"));
+    h5::check(H5Pset_create_intermediate_group(lcpl_.get(), 1), what("H5Pset_create_intermediate_group"));
+  }
+
+  void group(const std::string& path) {
+    h5::checked(H5Gcreate2(file_.get(), path.c_str(), lcpl_.get(), H5P_DEFAULT, H5P_DEFAULT), what(path));
+  }
+
+  template <class T>
+  void dataset(const std::string& path, std::vector<hsize_t> dims, const T* data) {
+    const hid_t file_type = std::is_same_v<T, float> ? H5T_IEEE_F32LE : H5T_IEEE_F64LE;
+    const hid_t mem_type = std::is_same_v<T, float> ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
+    const h5::Handle space = h5::checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), what(path));
+    const h5::Handle ds = h5::checked(H5Dcreate2(file_.get(), path.c_str(), file_type, space.get(), lcpl_.get(),
+                                                 H5P_DEFAULT, H5P_DEFAULT), what(path));
+    h5::check(H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), what(path));
+    std::size_t n = 1;
+    for (auto d : dims) n *= d;
+    datasets_[path] = bytes_of(data, n * sizeof(T));
+  }
+
+  void attr(const std::string& obj, const std::string& name, const std::string& value) {
+    const h5::Handle type = h5::checked(H5Tcopy(H5T_C_S1), what(name));
+    h5::check(H5Tset_size(type.get(), H5T_VARIABLE), what(name));
+    h5::check(H5Tset_cset(type.get(), H5T_CSET_UTF8), what(name));
+    const h5::Handle space = h5::checked(H5Screate(H5S_SCALAR), what(name));
+    const h5::Handle a = create_attr(obj, name, type.get(), space.get());
+    const char* p = value.c_str();
+    h5::check(H5Awrite(a.get(), type.get(), &p), what(name));
+  }
+  void attr(const std::string& obj, const std::string& name, std::int64_t value) {
+    const h5::Handle space = h5::checked(H5Screate(H5S_SCALAR), what(name));
+    const h5::Handle a = create_attr(obj, name, H5T_STD_I64LE, space.get());
+    h5::check(H5Awrite(a.get(), H5T_NATIVE_INT64, &value), what(name));
+  }
+  void attr(const std::string& obj, const std::string& name, double value) {
+    const h5::Handle space = h5::checked(H5Screate(H5S_SCALAR), what(name));
+    const h5::Handle a = create_attr(obj, name, H5T_IEEE_F64LE, space.get());
+    h5::check(H5Awrite(a.get(), H5T_NATIVE_DOUBLE, &value), what(name));
+  }
+  void attr(const std::string& obj, const std::string& name, const std::vector<std::int64_t>& value) {
+    const hsize_t n = value.size();
+    const h5::Handle space = h5::checked(H5Screate_simple(1, &n, nullptr), what(name));
+    const h5::Handle a = create_attr(obj, name, H5T_STD_I64LE, space.get());
+    h5::check(H5Awrite(a.get(), H5T_NATIVE_INT64, value.data()), what(name));
+  }
+
+  const std::map<std::string, std::string>& datasets() const { return datasets_; }
+  void close() { file_.close(what("close (flush)")); }
+
+ private:
+  h5::Handle create_attr(const std::string& obj, const std::string& name, hid_t type, hid_t space) {
+    return h5::checked(H5Acreate_by_name(file_.get(), obj.c_str(), name.c_str(), type, space, H5P_DEFAULT,
+                                         H5P_DEFAULT, H5P_DEFAULT), what(name));
+  }
+  std::string what(const std::string& part) const { return fmt::format("writing checkpoint '{}' ({})", path_, part); }
+
+  std::string path_;
+  h5::Handle file_;
+  h5::Handle lcpl_;
+  std::map<std::string, std::string> datasets_;
+};
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0) throw run_error("cannot open '{}' to sync it: {}", path, std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw run_error("fsync of '{}' failed: {}", path, std::strerror(err));
+}
+
+void write_contents(Writer& w, const Checkpoint& c) {
+  const Layout layout(c.model);
+  const ModelSpec& m = c.model;
+  w.group("model");
+  for (const Slot& s : layout.slots()) w.dataset("model/" + s.name, slot_dims(s), c.params.data() + s.offset);
+  if (c.norm.enabled) {
+    w.dataset("model/normalization/x_mean", {static_cast<hsize_t>(m.input_dim)}, c.norm.x_mean.data());
+    w.dataset("model/normalization/x_std", {static_cast<hsize_t>(m.input_dim)}, c.norm.x_std.data());
+    w.dataset("model/normalization/y_mean", {static_cast<hsize_t>(m.output_dim)}, c.norm.y_mean.data());
+    w.dataset("model/normalization/y_std", {static_cast<hsize_t>(m.output_dim)}, c.norm.y_std.data());
+  }
+  w.group("optimizer");
+  for (const auto& [name, buf] : c.optimizer_state) {
+    for (const Slot& s : layout.slots()) w.dataset("optimizer/" + name + "/" + s.name, slot_dims(s), buf.data() + s.offset);
+  }
+  w.attr("/", "format", std::string(kFormat));
+  w.attr("/", "format_version", std::int64_t{kCheckpointFormatVersion});
+  w.attr("/", "step", c.step);
+  w.attr("/", "epoch", c.epoch);
+  w.attr("/", "samples_seen", c.samples_seen);
+  w.attr("/", "world_size", c.world_size);
+  w.attr("/", "config", c.config);
+  w.attr("/", "best_valid_nll", c.best_valid_nll);
+  w.attr("/model", "input_dim", std::int64_t{m.input_dim});
+  w.attr("/model", "output_dim", std::int64_t{m.output_dim});
+  w.attr("/model", "components", std::int64_t{m.components});
+  w.attr("/model", "activation", std::string(to_string(m.activation)));
+  w.attr("/model", "sigma", std::string(to_string(m.sigma)));
+  w.attr("/model", "sigma_min", m.sigma_min);
+  w.attr("/model", "hidden", std::vector<std::int64_t>(m.hidden.begin(), m.hidden.end()));
+  w.attr("/optimizer", "name", std::string(to_string(c.optimizer)));
+  w.attr("/optimizer", "step", c.optimizer_steps);
+  w.attr("/", "checksum", checksum_of(w.datasets(), c));
+  w.attr("/", "checksum_algorithm", std::string(kChecksumAlgorithm));
+}
+
+}  // namespace
+
+std::string checkpoint_name(const std::string& dir, std::int64_t step) {
+  return fmt::format("{}/step-{:08d}.h5", dir, step);
+}
+
+void write_checkpoint(const std::string& path, const Checkpoint& c) {
+  namespace fs = std::filesystem;
+  const fs::path final_path(path);
+  const fs::path dir = final_path.parent_path().empty() ? fs::path(".") : final_path.parent_path();
+  const std::string tmp = (dir / ("." + final_path.filename().string() + ".tmp")).string();
+  try {
+    {
+      Writer w(tmp);
+      write_contents(w, c);
+      w.close();
+    }
+    fsync_path(tmp, false);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      throw run_error("cannot rename '{}' to '{}': {}", tmp, path, std::strerror(errno));
+    fsync_path(dir.string(), true);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
+// ---- reading ------------------------------------------------------------------------------------
+
+namespace {
+
+class Reader {
+ public:
+  explicit Reader(const std::string& path) : path_(path) {
+    h5::quiet();
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::exists(path, ec)) throw input_error("checkpoint '{}': no such file", path);
+    if (fs::is_directory(path, ec)) throw input_error("checkpoint '{}' is a directory, not a file", path);
+    file_ = h5::checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
+                        fmt::format("checkpoint '{}' cannot be opened (truncated or not HDF5?)", path), Exit::input);
+  }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw input_error("checkpoint '{}': {}", path_, what);
+  }
+
+  bool has(const std::string& obj, const std::string& attr) const {
+    const htri_t e = H5Aexists_by_name(file_.get(), obj.c_str(), attr.c_str(), H5P_DEFAULT);
+    h5::take_error_stack();
+    return e > 0;
+  }
+
+  h5::Handle open_attr(const std::string& obj, const std::string& name, H5T_class_t cls, hssize_t points) const {
+    if (!has(obj, name)) fail(fmt::format("attribute '{}' of '{}' is missing", name, obj));
+    h5::Handle a(H5Aopen_by_name(file_.get(), obj.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+    if (!a.valid()) fail(fmt::format("attribute '{}' of '{}' cannot be read", name, obj));
+    const h5::Handle t(H5Aget_type(a.get()));
+    const h5::Handle s(H5Aget_space(a.get()));
+    if (!t.valid() || !s.valid() || H5Tget_class(t.get()) != cls)
+      fail(fmt::format("attribute '{}' of '{}' has the wrong type", name, obj));
+    const hssize_t n = H5Sget_simple_extent_npoints(s.get());
+    if (points >= 0 && n != points) fail(fmt::format("attribute '{}' of '{}' has the wrong shape", name, obj));
+    return a;
+  }
+
+  std::string str(const std::string& obj, const std::string& name) const {
+    const h5::Handle a = open_attr(obj, name, H5T_STRING, 1);
+    const h5::Handle t(H5Aget_type(a.get()));
+    if (H5Tis_variable_str(t.get()) > 0) {
+      const h5::Handle mt(H5Tcopy(H5T_C_S1));
+      H5Tset_size(mt.get(), H5T_VARIABLE);
+      H5Tset_cset(mt.get(), H5Tget_cset(t.get()));
+      char* p = nullptr;
+      if (H5Aread(a.get(), mt.get(), &p) < 0 || p == nullptr) fail(fmt::format("attribute '{}' cannot be read", name));
+      std::string v(p);
+      const h5::Handle space(H5Aget_space(a.get()));
+      H5Dvlen_reclaim(mt.get(), space.get(), H5P_DEFAULT, &p);
+      return v;
+    }
+    const std::size_t n = H5Tget_size(t.get());
+    if (n == 0 || n > (1u << 24)) fail(fmt::format("attribute '{}' has an implausible size", name));
+    std::string v(n, '\0');
+    if (H5Aread(a.get(), t.get(), v.data()) < 0) fail(fmt::format("attribute '{}' cannot be read", name));
+    return v.substr(0, v.find('\0'));
+  }
+
+  std::int64_t i64(const std::string& obj, const std::string& name) const {
+    const h5::Handle a = open_attr(obj, name, H5T_INTEGER, 1);
+    std::int64_t v = 0;
+    if (H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0) fail(fmt::format("attribute '{}' cannot be read", name));
+    return v;
+  }
+
+  double f64(const std::string& obj, const std::string& name) const {
+    const h5::Handle a = open_attr(obj, name, H5T_FLOAT, 1);
+    double v = 0;
+    if (H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) < 0) fail(fmt::format("attribute '{}' cannot be read", name));
+    return v;
+  }
+
+  std::vector<std::int64_t> i64s(const std::string& obj, const std::string& name) const {
+    const h5::Handle a = open_attr(obj, name, H5T_INTEGER, -1);
+    const h5::Handle s(H5Aget_space(a.get()));
+    const hssize_t n = H5Sget_simple_extent_npoints(s.get());
+    if (n < 0 || n > 1024) fail(fmt::format("attribute '{}' has an implausible length", name));
+    std::vector<std::int64_t> v(static_cast<std::size_t>(n));
+    if (n > 0 && H5Aread(a.get(), H5T_NATIVE_INT64, v.data()) < 0)
+      fail(fmt::format("attribute '{}' cannot be read", name));
+    return v;
+  }
+
+  bool exists(const std::string& path) const {
+    // Check each component, as H5Lexists requires.
+    std::size_t pos = 0;
+    while (true) {
+      pos = path.find('/', pos + 1);
+      const std::string part = path.substr(0, pos);
+      const htri_t e = H5Lexists(file_.get(), part.c_str(), H5P_DEFAULT);
+      h5::take_error_stack();
+      if (e <= 0) return false;
+      if (pos == std::string::npos) return true;
+    }
+  }
+
+  /// Reads dataset `path` of exactly `dims` into out (float or double, converted by HDF5).
+  template <class T>
+  void dataset(const std::string& path, const std::vector<hsize_t>& dims, T* out) const {
+    if (!exists(path)) fail(fmt::format("dataset '{}' is missing", path));
+    const h5::Handle ds(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT));
+    if (!ds.valid()) fail(fmt::format("dataset '{}' cannot be opened", path));
+    const h5::Handle space(H5Dget_space(ds.get()));
+    const h5::Handle type(H5Dget_type(ds.get()));
+    if (!space.valid() || !type.valid() || H5Tget_class(type.get()) != H5T_FLOAT)
+      fail(fmt::format("dataset '{}' is not floating point", path));
+    const int rank = H5Sget_simple_extent_ndims(space.get());
+    std::vector<hsize_t> got(static_cast<std::size_t>(std::max(rank, 0)));
+    if (rank != static_cast<int>(dims.size()) || H5Sget_simple_extent_dims(space.get(), got.data(), nullptr) < 0 ||
+        got != dims) {
+      std::string want, have;
+      for (auto d : dims) want += (want.empty() ? "" : ", ") + std::to_string(d);
+      for (auto d : got) have += (have.empty() ? "" : ", ") + std::to_string(d);
+      fail(fmt::format("dataset '{}' has shape ({}), the model needs ({})", path, have, want));
+    }
+    const hid_t mem = std::is_same_v<T, float> ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
+    if (H5Dread(ds.get(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+      const std::string why = h5::take_error_stack();
+      fail(fmt::format("dataset '{}' cannot be read (corrupt or truncated?){}", path, why.empty() ? "" : ": " + why));
+    }
+  }
+
+  /// Raw bytes of every dataset, by path, for the checksum.
+  std::map<std::string, std::string> all_datasets() const {
+    std::vector<std::string> paths;
+    auto visit = [](hid_t group, const char* name, const H5L_info_t*, void* out) -> herr_t {
+      const hid_t ds = H5Dopen2(group, name, H5P_DEFAULT);
+      if (ds >= 0) {
+        static_cast<std::vector<std::string>*>(out)->push_back(name);
+        H5Dclose(ds);
+      }
+      return 0;
+    };
+    if (H5Lvisit(file_.get(), H5_INDEX_NAME, H5_ITER_INC, visit, &paths) < 0) fail("cannot list its datasets");
+    h5::take_error_stack();
+    std::map<std::string, std::string> out;
+    for (const auto& p : paths) {
+      const h5::Handle ds(H5Dopen2(file_.get(), p.c_str(), H5P_DEFAULT));
+      const h5::Handle type(H5Dget_type(ds.get()));
+      const h5::Handle space(H5Dget_space(ds.get()));
+      const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+      const std::size_t size = H5Tget_size(type.get());
+      if (n < 0 || size == 0 || static_cast<double>(n) * static_cast<double>(size) > 64.0 * (1 << 30))
+        fail(fmt::format("dataset '{}' has an implausible size", p));
+      std::string bytes(static_cast<std::size_t>(n) * size, '\0');
+      if (n > 0 && H5Dread(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0) {
+        h5::take_error_stack();
+        fail(fmt::format("dataset '{}' cannot be read (corrupt or truncated?)", p));
+      }
+      out[p] = std::move(bytes);
+    }
+    return out;
+  }
+
+ private:
+  std::string path_;
+  h5::Handle file_;
+};
+
+template <class E>
+E parse_enum(const Reader& r, const std::string& value, std::initializer_list<std::pair<const char*, E>> options,
+             const std::string& what) {
+  for (const auto& [name, e] : options)
+    if (value == name) return e;
+  r.fail(fmt::format("{} '{}' is not one this mdn knows", what, value));
+}
+
+}  // namespace
+
+Checkpoint read_checkpoint(const std::string& path) {
+  Reader r(path);
+  Checkpoint c;
+  if (!r.has("/", "format") || r.str("/", "format") != kFormat) r.fail("not an mdn checkpoint (no format attribute 'mdn-checkpoint')");
+  const std::int64_t version = r.i64("/", "format_version");
+  if (version != kCheckpointFormatVersion)
+    r.fail(fmt::format("format version {}; this mdn reads version {}", version, kCheckpointFormatVersion));
+  c.step = r.i64("/", "step");
+  c.epoch = r.i64("/", "epoch");
+  c.samples_seen = r.i64("/", "samples_seen");
+  c.world_size = r.i64("/", "world_size");
+  c.config = r.str("/", "config");
+  c.best_valid_nll = r.f64("/", "best_valid_nll");
+  if (c.step < 0 || c.epoch < 0 || c.samples_seen < 0 || c.world_size < 1) r.fail("negative counters");
+
+  ModelSpec& m = c.model;
+  const auto dim = [&](const char* name, std::int64_t hi) {
+    const std::int64_t v = r.i64("/model", name);
+    if (v < 1 || v > hi) r.fail(fmt::format("/model attribute {} = {} is out of range", name, v));
+    return static_cast<int>(v);
+  };
+  m.input_dim = dim("input_dim", 1 << 20);
+  m.output_dim = dim("output_dim", 1 << 20);
+  m.components = dim("components", 4096);
+  for (std::int64_t w : r.i64s("/model", "hidden")) {
+    if (w < 1 || w > (1 << 20)) r.fail(fmt::format("/model hidden width {} is out of range", w));
+    m.hidden.push_back(static_cast<int>(w));
+  }
+  m.activation = parse_enum<Activation>(r, r.str("/model", "activation"),
+                                        {{"tanh", Activation::tanh}, {"relu", Activation::relu}}, "activation");
+  m.sigma = parse_enum<SigmaMode>(r, r.str("/model", "sigma"), {{"softplus", SigmaMode::softplus}, {"exp", SigmaMode::exp}},
+                                  "sigma");
+  m.sigma_min = r.f64("/model", "sigma_min");
+  if (!(m.sigma_min > 0) || !std::isfinite(m.sigma_min)) r.fail("sigma_min must be positive");
+
+  const Layout layout(m);
+  if (static_cast<double>(layout.size()) > 4e9) r.fail("the model it describes is implausibly large");
+  c.params.resize(layout.size());
+  auto read_slots = [&](const std::string& prefix, float* buf) {
+    for (const Slot& s : layout.slots()) r.dataset(prefix + s.name, slot_dims(s), buf + s.offset);
+  };
+  read_slots("model/", c.params.data());
+
+  c.norm = Normalization::identity(m.input_dim, m.output_dim);
+  if (r.exists("model/normalization")) {
+    c.norm.enabled = true;
+    r.dataset("model/normalization/x_mean", {static_cast<hsize_t>(m.input_dim)}, c.norm.x_mean.data());
+    r.dataset("model/normalization/x_std", {static_cast<hsize_t>(m.input_dim)}, c.norm.x_std.data());
+    r.dataset("model/normalization/y_mean", {static_cast<hsize_t>(m.output_dim)}, c.norm.y_mean.data());
+    r.dataset("model/normalization/y_std", {static_cast<hsize_t>(m.output_dim)}, c.norm.y_std.data());
+    if (!(c.norm.x_std.array() > 0).all() || !(c.norm.y_std.array() > 0).all()) r.fail("normalisation std must be positive");
+  }
+
+  c.optimizer = parse_enum<OptimizerKind>(r, r.str("/optimizer", "name"),
+                                          {{"adam", OptimizerKind::adam}, {"adamw", OptimizerKind::adamw}, {"sgd", OptimizerKind::sgd}},
+                                          "optimizer");
+  c.optimizer_steps = r.i64("/optimizer", "step");
+  for (const std::string& name : state_names(c.optimizer, r.exists("optimizer/momentum"))) {
+    Vec<float> buf(layout.size());
+    read_slots("optimizer/" + name + "/", buf.data());
+    c.optimizer_state.emplace_back(name, std::move(buf));
+  }
+
+  const std::string stored = r.str("/", "checksum");
+  const std::string computed = checksum_of(r.all_datasets(), c);
+  if (stored != computed)
+    r.fail(fmt::format("checksum mismatch (stored {}, computed {}): the file is corrupt", stored, computed));
+  if (!c.params.allFinite()) r.fail("holds non-finite parameters");
+  return c;
+}
+
+}  // namespace mdn

@@ -1,0 +1,55 @@
+#include "mdn/faults.hpp"
+
+#include <cstdlib>
+#include <set>
+#include <sstream>
+
+#include "mdn/error.hpp"
+
+namespace mdn {
+
+Faults Faults::parse(const std::string& spec) {
+  static const std::set<std::string> known = {"nonfinite", "overflow"};
+  Faults f;
+  std::stringstream items(spec);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    if (item.empty()) continue;
+    std::stringstream parts(item);
+    std::string name, kv;
+    std::getline(parts, name, '@');
+    if (known.count(name) == 0) throw input_error("MDN_FAULT: unknown fault '{}'", name);
+    auto& params = f.faults_[name];
+    while (std::getline(parts, kv, '@')) {
+      const auto eq = kv.find('=');
+      if (eq == std::string::npos) throw input_error("MDN_FAULT: expected key=value in '{}'", kv);
+      params[kv.substr(0, eq)] = std::stoll(kv.substr(eq + 1));
+    }
+  }
+  return f;
+}
+
+const Faults& Faults::get() {
+  static const Faults faults = [] {
+    const char* spec = std::getenv("MDN_FAULT");
+    return spec != nullptr ? parse(spec) : Faults{};
+  }();
+  return faults;
+}
+
+bool Faults::at(const std::string& name, std::int64_t step, int rank) const {
+  const auto it = faults_.find(name);
+  if (it == faults_.end()) return false;
+  const auto& p = it->second;
+  if (p.count("step") != 0 && p.at("step") != step) return false;
+  if (p.count("rank") != 0 && p.at("rank") != rank) return false;
+  return true;
+}
+
+std::int64_t Faults::param(const std::string& name, const std::string& key, std::int64_t fallback) const {
+  const auto it = faults_.find(name);
+  if (it == faults_.end() || it->second.count(key) == 0) return fallback;
+  return it->second.at(key);
+}
+
+}  // namespace mdn

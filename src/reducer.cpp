@@ -1,0 +1,189 @@
+#include "mdn/reducer.hpp"
+
+#include <cassert>
+#include <chrono>
+#include <cmath>
+
+#include "mdn/error.hpp"
+
+namespace mdn {
+
+namespace {
+
+class Stopwatch {
+ public:
+  explicit Stopwatch(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~Stopwatch() {
+    total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+/// Largest |x| of n floats, or infinity when one is not finite.
+double max_abs(const float* x, Index n) {
+  const Eigen::Map<const Vec<float>> v(x, n);
+  if (!v.allFinite()) return std::numeric_limits<double>::infinity();
+  return n > 0 ? static_cast<double>(v.cwiseAbs().maxCoeff()) : 0.0;
+}
+
+int ceil_log2(Index m) {
+  int c = 0;
+  while ((Index{1} << c) < m) ++c;
+  return c;
+}
+
+}  // namespace
+
+GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max_local, Comm& comm)
+    : layout_(layout), mode_(mode), comm_(comm), n_(layout.size()) {
+  const std::size_t slots = layout.slots().size();
+  loss_.assign(static_cast<std::size_t>(std::max<Index>(max_local, 1)), 0.0);
+  rows_.assign(loss_.size(), 0);
+  if (mode == Reduction::exact) {
+    held_.assign(loss_.size(), Vec<float>(n_));
+    maxima_.assign(slots + 4, 0.0);
+    acc_.assign(static_cast<std::size_t>(n_) + 2, 0);
+    shift_.assign(slots + 1, 0);
+  } else {
+    held_.assign(1, Vec<float>(n_));
+    fast_.resize(n_ + 4);
+  }
+}
+
+float* GradientReducer::gradient(Index k) {
+  assert(k < static_cast<Index>(loss_.size()));
+  return held_[mode_ == Reduction::exact ? static_cast<std::size_t>(k) : 0].data();
+}
+
+void GradientReducer::record(Index k, double loss_sum, Index rows) {
+  const auto i = static_cast<std::size_t>(k);
+  loss_[i] = loss_sum;
+  rows_[i] = rows;
+  if (mode_ == Reduction::fast) {
+    // Sum into the rank's accumulator now; the scratch is reused by the next micro-batch.
+    if (k == 0) fast_.head(n_) = held_[0];
+    else fast_.head(n_) += held_[0];
+  }
+}
+
+GradientReducer::Result GradientReducer::reduce(Index n_local, Index micro_total, float* mean,
+                                                Flags flags) {
+  return mode_ == Reduction::exact ? reduce_exact(n_local, micro_total, mean, flags)
+                                   : reduce_fast(n_local, mean, flags);
+}
+
+GradientReducer::Result GradientReducer::reduce_fast(Index n_local, float* mean, Flags flags) {
+  if (n_local == 0) fast_.head(n_).setZero();
+  double loss = 0;
+  Index rows = 0;
+  for (Index k = 0; k < n_local; ++k) {
+    loss += loss_[static_cast<std::size_t>(k)];
+    rows += rows_[static_cast<std::size_t>(k)];
+  }
+  fast_(n_) = static_cast<float>(loss);
+  fast_(n_ + 1) = static_cast<float>(rows);
+  fast_(n_ + 2) = flags.stop ? 1.0f : 0.0f;
+  fast_(n_ + 3) = flags.checkpoint ? 1.0f : 0.0f;
+  {
+    Stopwatch w(comm_seconds_);
+    comm_.allreduce(fast_.data(), static_cast<std::size_t>(fast_.size()), ReduceOp::sum);
+  }
+  Result r;
+  r.rows = static_cast<std::int64_t>(std::llround(fast_(n_ + 1)));
+  r.loss_sum = fast_(n_);
+  r.flags = {fast_(n_ + 2) > 0, fast_(n_ + 3) > 0};
+  r.finite = fast_.head(n_ + 1).allFinite();  // identical on every rank: it is the reduced buffer
+  if (r.finite) Eigen::Map<Vec<float>>(mean, n_) = fast_.head(n_) / static_cast<float>(r.rows);
+  return r;
+}
+
+GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro_total, float* mean,
+                                                      Flags flags) {
+  const auto& slots = layout_.slots();
+  const std::size_t S = slots.size();
+  // 1. Local maxima per slot and of the losses; non-finite values show as infinity.
+  std::fill(maxima_.begin(), maxima_.end(), 0.0);
+  for (Index k = 0; k < n_local; ++k) {
+    const float* g = held_[static_cast<std::size_t>(k)].data();
+    for (std::size_t s = 0; s < S; ++s)
+      maxima_[s] = std::max(maxima_[s], max_abs(g + slots[s].offset, slots[s].size()));
+    const double l = loss_[static_cast<std::size_t>(k)];
+    maxima_[S] = std::max(maxima_[S], std::isfinite(l) ? std::abs(l) : std::numeric_limits<double>::infinity());
+  }
+  bool local_nonfinite = false;
+  for (std::size_t s = 0; s <= S; ++s) local_nonfinite |= !std::isfinite(maxima_[s]);
+  maxima_[S + 1] = local_nonfinite ? 1.0 : 0.0;
+  maxima_[S + 2] = flags.stop ? 1.0 : 0.0;
+  maxima_[S + 3] = flags.checkpoint ? 1.0 : 0.0;
+  {
+    Stopwatch w(comm_seconds_);
+    comm_.allreduce(maxima_.data(), maxima_.size(), ReduceOp::max);
+  }
+  Result r;
+  r.flags = {maxima_[S + 2] > 0, maxima_[S + 3] > 0};
+  if (maxima_[S + 1] > 0) {  // decided on the flag, the same on every rank
+    r.finite = false;
+    return r;
+  }
+
+  // 2. Quanta from the global maxima; the overflow bound is checked before anything is summed.
+  const int c = ceil_log2(std::max<Index>(micro_total, 1));
+  const double limit = std::ldexp(1.0, 62 - c);
+  for (std::size_t s = 0; s <= S; ++s) {
+    const double a = maxima_[s];
+    int e = 0;
+    if (a > 0) std::frexp(a, &e);  // a < 2^e
+    shift_[s] = 62 - c - e + shift_bias_;
+    // Decided on the global maxima: every rank reaches the same verdict (a collective error).
+    if (std::ldexp(a, shift_[s]) >= limit)
+      throw Error(Exit::failure,
+                  fmt::format("exact reduction: accumulator overflow in '{}' (largest |value| {} over {} "
+                              "micro-batches cannot be held in 64-bit fixed point at quantum 2^{})",
+                              s < S ? slots[s].name : std::string("loss"), a, micro_total, -shift_[s]),
+                  true);
+  }
+
+  // 3. Quantise and sum locally, then across ranks.
+  std::fill(acc_.begin(), acc_.end(), 0);
+  for (Index k = 0; k < n_local; ++k) {
+    const float* g = held_[static_cast<std::size_t>(k)].data();
+    for (std::size_t s = 0; s < S; ++s) {
+      const double scale = std::ldexp(1.0, shift_[s]);
+      const Index o = slots[s].offset;
+      for (Index i = 0; i < slots[s].size(); ++i)
+        acc_[static_cast<std::size_t>(o + i)] += static_cast<std::int64_t>(std::nearbyint(static_cast<double>(g[o + i]) * scale));
+    }
+    acc_[static_cast<std::size_t>(n_)] += static_cast<std::int64_t>(std::nearbyint(std::ldexp(loss_[static_cast<std::size_t>(k)], shift_[S])));
+    acc_[static_cast<std::size_t>(n_) + 1] += rows_[static_cast<std::size_t>(k)];
+  }
+  {
+    Stopwatch w(comm_seconds_);
+    comm_.allreduce(acc_.data(), acc_.size(), ReduceOp::sum);
+  }
+
+  // 4. Divide once by the global row count.
+  r.rows = acc_[static_cast<std::size_t>(n_) + 1];
+  r.loss_sum = std::ldexp(static_cast<double>(acc_[static_cast<std::size_t>(n_)]), -shift_[S]);
+  const double rows = static_cast<double>(r.rows);
+  for (std::size_t s = 0; s < S; ++s) {
+    const double scale = std::ldexp(1.0, -shift_[s]);  // exact: a power of two
+    const Index o = slots[s].offset;
+    for (Index i = 0; i < slots[s].size(); ++i)
+      mean[o + i] = static_cast<float>(static_cast<double>(acc_[static_cast<std::size_t>(o + i)]) * scale / rows);
+  }
+  return r;
+}
+
+double GradientReducer::last_sum(Index i) const {
+  for (std::size_t s = 0; s < layout_.slots().size(); ++s) {
+    const Slot& slot = layout_.slots()[s];
+    if (i >= slot.offset && i < slot.offset + slot.size())
+      return std::ldexp(static_cast<double>(acc_[static_cast<std::size_t>(i)]), -shift_[s]);
+  }
+  return 0;
+}
+
+}  // namespace mdn

@@ -1,0 +1,499 @@
+#include "mdn/trainer.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+
+#include "mdn/clip.hpp"
+#include "mdn/error.hpp"
+#include "mdn/evaluate.hpp"
+#include "mdn/faults.hpp"
+#include "mdn/schedule.hpp"
+#include "mdn/signals.hpp"
+
+namespace mdn {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+/// Adds the time of its scope to a total.
+class Timer {
+ public:
+  explicit Timer(double& total) : total_(total), start_(Clock::now()) {}
+  ~Timer() { total_ += seconds_since(start_); }
+
+ private:
+  double& total_;
+  Clock::time_point start_;
+};
+
+std::string human_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const auto t = static_cast<long long>(s + 0.5);
+  if (t >= 3600) return fmt::format("{}h{:02d}m", t / 3600, (t % 3600) / 60);
+  if (t >= 60) return fmt::format("{}m{:02d}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+
+std::string human_rate(double r) {
+  if (r >= 1e6) return fmt::format("{:.2f}M", r / 1e6);
+  if (r >= 1e3) return fmt::format("{:.1f}k", r / 1e3);
+  return fmt::format("{:.0f}", r);
+}
+
+std::string checkpoint_dir(const Config& c) { return c.run.dir + "/checkpoints"; }
+
+/// Step checkpoints in dir, oldest first ("step-XXXXXXXX.h5" only: temporaries never match).
+std::vector<std::pair<std::int64_t, std::string>> step_checkpoints(const std::string& dir) {
+  static const std::regex pattern(R"(step-(\d{8,})\.h5)");
+  std::vector<std::pair<std::int64_t, std::string>> found;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::smatch m;
+    if (std::regex_match(name, m, pattern) && it->is_regular_file(ec))
+      found.emplace_back(std::stoll(m[1].str()), it->path().string());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+}  // namespace
+
+Trainer::Trainer(Prepared& p, Comm& comm, const Checkpoint* resume)
+    : p_(p),
+      c_(p.config),
+      comm_(comm),
+      layout_(p.model),
+      net_(p.model, p.batches.micro),
+      params_(layout_.size()),
+      grad_(layout_.size()),
+      optimizer_(p.config.optimizer_spec(), layout_),
+      reducer_(layout_, p.config.train.reduction,
+               (p.batches.batch / p.batches.micro + comm.size() - 1) / comm.size(), comm),
+      data_(comm, std::move(p.train_shard), p.train_range, p.model.input_dim, p.model.output_dim, p.batches),
+      x_(p.model.input_dim, p.batches.micro),
+      y_(p.model.output_dim, p.batches.micro) {
+  const std::int64_t per_epoch = p.batches.batches_per_epoch();
+  total_steps_ = c_.train.epochs ? *c_.train.epochs * per_epoch : std::numeric_limits<std::int64_t>::max();
+  if (c_.train.max_steps) total_steps_ = std::min(total_steps_, *c_.train.max_steps);
+
+  if (resume != nullptr) {
+    params_ = resume->params;
+    optimizer_.set_steps(resume->optimizer_steps);
+    for (auto& st : optimizer_.state())
+      for (const auto& [name, buf] : resume->optimizer_state)
+        if (name == st.name) *st.buffer = buf;
+    step_ = resume->step;
+    epoch_ = resume->epoch;
+    samples_seen_ = resume->samples_seen;
+    best_valid_ = resume->best_valid_nll;
+    last_checkpoint_step_ = resume->step;
+  } else {
+    initialize(params_.data(), layout_, c_.run.seed);
+  }
+  if (comm_.is_root()) {
+    metrics_ = std::make_unique<std::ofstream>(c_.run.dir + "/metrics.jsonl", std::ios::app);
+    if (!*metrics_) throw run_error("cannot open '{}/metrics.jsonl' for writing", c_.run.dir);
+  }
+}
+
+void Trainer::write_metrics(const std::string& line) {
+  if (!metrics_) return;
+  *metrics_ << line << '\n';
+  metrics_->flush();
+}
+
+Trainer::StepOutcome Trainer::train_step(Index batch) {
+  const auto& local = data_.micro_batches(batch);
+  const BatchSpec& b = p_.batches;
+  const Index micro_total = (b.batch_rows(batch) + b.micro - 1) / b.micro;
+  const Faults& faults = Faults::get();
+  {
+    Timer t(interval_.t_compute);
+    for (std::size_t k = 0; k < local.size(); ++k) {
+      const auto& mb = local[k];
+      data_.load(mb, x_, y_);
+      float* g = reducer_.gradient(static_cast<Index>(k));
+      double loss = net_.loss_and_grad(params_.data(), x_.leftCols(mb.rows), y_.leftCols(mb.rows), g);
+      if (k == 0 && faults.at("nonfinite", step_ + 1, comm_.rank())) g[0] = std::numeric_limits<float>::quiet_NaN();
+      reducer_.record(static_cast<Index>(k), loss, mb.rows);
+    }
+  }
+  StepFlags flags;
+  flags.stop = stop_signal_received();
+  flags.checkpoint = comm_.is_root() && c_.checkpoint.every_seconds &&
+                     seconds_since(last_checkpoint_time_) >= *c_.checkpoint.every_seconds;
+  reducer_.set_shift_bias(faults.at("overflow", step_ + 1, comm_.rank()) ? 8 : 0);
+  const double comm_before = reducer_.comm_seconds();
+  GradientReducer::Result r;
+  {
+    Timer t(interval_.t_compute);  // quantisation; the collectives are moved to t_comm below
+    r = reducer_.reduce(static_cast<Index>(local.size()), micro_total, grad_.data(), flags);
+  }
+  const double comm = reducer_.comm_seconds() - comm_before;
+  interval_.t_comm += comm;
+  interval_.t_compute -= comm;
+
+  StepOutcome out;
+  out.flags = r.flags;
+  out.rows = r.rows;
+  out.lr = learning_rate(c_.optimizer.schedule, c_.optimizer.lr, step_, total_steps_);
+  if (!r.finite) return out;  // applied = false
+  out.loss = r.loss_sum / static_cast<double>(r.rows) + p_.norm.log_det_y();
+  {
+    Timer t(interval_.t_compute);
+    const ClipResult cr = clip(grad_.data(), grad_.size(), c_.clip_spec());
+    clipped_ever_ |= cr.norm_clipped || cr.value_clipped;
+    out.grad_norm = cr.norm;
+    optimizer_.step(params_.data(), grad_.data(), out.lr);
+  }
+  out.applied = true;
+  return out;
+}
+
+void Trainer::log_train(const StepOutcome& last, bool force) {
+  if (last.applied) {
+    interval_.loss_sum += last.loss;
+    ++interval_.steps;
+  }
+  interval_.samples += last.rows;
+  if (!force && step_ % c_.log.every_steps != 0) return;
+  const double dt = seconds_since(interval_.start) - interval_.t_other;
+  const double rate = dt > 0 ? static_cast<double>(interval_.samples) / dt : 0.0;
+  const double loss = interval_.steps > 0 ? interval_.loss_sum / static_cast<double>(interval_.steps)
+                                          : std::numeric_limits<double>::quiet_NaN();
+  const double run_rate = static_cast<double>(step_ - first_step_) / seconds_since(run_start_);
+  const double eta = static_cast<double>(total_steps_ - step_) / run_rate;
+  if (comm_.is_root()) {
+    const std::int64_t per_epoch = p_.batches.batches_per_epoch();
+    const std::int64_t epoch_now = std::min<std::int64_t>((step_ - 1) / per_epoch + 1, (total_steps_ + per_epoch - 1) / per_epoch);
+    json rec = {{"kind", "train"}, {"step", step_}, {"epoch", epoch_now}, {"loss", loss},
+                {"grad_norm", last.grad_norm}, {"lr", last.lr}, {"samples_per_s", rate},
+                {"t_compute", interval_.t_compute}, {"t_comm", interval_.t_comm}, {"t_io", interval_.t_io}};
+    write_metrics(rec.dump());
+    std::printf("epoch %lld/%lld  step %lld/%lld  loss %.5f  grad_norm %.3g  lr %.3g  %s samples/s  ETA %s\n",
+                static_cast<long long>(epoch_now), static_cast<long long>((total_steps_ + per_epoch - 1) / per_epoch),
+                static_cast<long long>(step_), static_cast<long long>(total_steps_), loss, last.grad_norm,
+                last.lr, human_rate(rate).c_str(), human_duration(eta).c_str());
+    std::fflush(stdout);
+  }
+  interval_ = Interval{};
+  interval_.start = Clock::now();
+}
+
+double Trainer::validate() {
+  Timer t(interval_.t_other);
+  const EvalResult r = evaluate(net_, params_.data(), p_.valid_shard, comm_);
+  const double nll = r.nll_sum / static_cast<double>(r.rows) + p_.norm.log_det_y();
+  if (comm_.is_root()) {
+    write_metrics(json{{"kind", "valid"}, {"step", step_}, {"epoch", epoch_}, {"valid_nll", nll}, {"rows", r.rows}}.dump());
+    std::printf("valid  epoch %lld  step %lld  nll %.6f  (%lld rows)\n", static_cast<long long>(epoch_),
+                static_cast<long long>(step_), nll, static_cast<long long>(r.rows));
+    std::fflush(stdout);
+  }
+  return nll;
+}
+
+Checkpoint Trainer::snapshot() const {
+  Checkpoint ck;
+  ck.step = step_;
+  ck.epoch = epoch_;
+  ck.samples_seen = samples_seen_;
+  ck.world_size = comm_.size();
+  ck.best_valid_nll = best_valid_;
+  ck.config = to_yaml(c_);
+  ck.model = p_.model;
+  ck.norm = p_.norm;
+  ck.params = params_;
+  ck.optimizer = c_.optimizer.name;
+  ck.optimizer_steps = optimizer_.steps();
+  for (const auto& st : const_cast<Optimizer<float>&>(optimizer_).state()) ck.optimizer_state.emplace_back(st.name, *st.buffer);
+  return ck;
+}
+
+void Trainer::save_step_checkpoint() {
+  Timer t(interval_.t_other);
+  const std::string dir = checkpoint_dir(c_);
+  const std::string path = checkpoint_name(dir, step_);
+  comm_.collectively([&] {
+    if (!comm_.is_root()) return;
+    write_checkpoint(path, snapshot());
+    // Keep the newest keep_last step checkpoints (never the one just written).
+    auto all = step_checkpoints(dir);
+    const auto keep = static_cast<std::size_t>(c_.checkpoint.keep_last);
+    for (std::size_t i = 0; i + keep < all.size(); ++i)
+      if (all[i].second != path) fs::remove(all[i].second);
+    write_metrics(json{{"kind", "checkpoint"}, {"step", step_}, {"epoch", epoch_}, {"path", path}}.dump());
+  });
+  last_checkpoint_step_ = step_;
+  last_checkpoint_time_ = Clock::now();
+}
+
+void Trainer::save_best() {
+  Timer t(interval_.t_other);
+  const std::string path = checkpoint_dir(c_) + "/best.h5";
+  comm_.collectively([&] {
+    if (!comm_.is_root()) return;
+    write_checkpoint(path, snapshot());
+    write_metrics(json{{"kind", "checkpoint"}, {"step", step_}, {"epoch", epoch_}, {"path", path}, {"best", true}}.dump());
+  });
+}
+
+RunEnd Trainer::run() {
+  run_start_ = Clock::now();
+  last_checkpoint_time_ = run_start_;
+  interval_.start = run_start_;
+  first_step_ = step_;
+  const std::int64_t per_epoch = p_.batches.batches_per_epoch();
+  std::int64_t validated_at = -1;
+
+  while (step_ < total_steps_) {
+    const std::int64_t e = step_ / per_epoch;
+    {
+      Timer t(interval_.t_io);
+      data_.start_epoch(e);
+    }
+    for (Index b = step_ % per_epoch; b < per_epoch && step_ < total_steps_; ++b) {
+      const StepOutcome out = train_step(b);
+      if (!out.applied) {
+        if (c_.train.nonfinite == Nonfinite::stop) {
+          // The parameters are still those before this step: save them, then stop.
+          if (last_checkpoint_step_ != step_) save_step_checkpoint();
+          throw Error(Exit::failure,
+                      fmt::format("step {}: non-finite loss or gradient on some rank (train.nonfinite: "
+                                  "stop); the last good state is in '{}'",
+                                  step_ + 1, checkpoint_name(checkpoint_dir(c_), step_)),
+                      true);
+        }
+        ++skipped_;
+        if (comm_.is_root()) {
+          std::printf("step %lld: non-finite loss or gradient on some rank: update skipped on every rank "
+                      "(train.nonfinite: skip)\n", static_cast<long long>(step_ + 1));
+          write_metrics(json{{"kind", "nonfinite"}, {"step", step_ + 1}, {"action", "skip"}}.dump());
+        }
+      }
+      ++step_;
+      samples_seen_ += out.rows;
+      log_train(out, step_ == total_steps_ || out.flags.stop);
+      const bool epoch_done = b + 1 == per_epoch;
+      if (epoch_done) epoch_ = e + 1;
+      if (epoch_done && p_.valid_file) {
+        const double v = validate();
+        validated_at = step_;
+        if (std::isnan(best_valid_) || v < best_valid_) {
+          best_valid_ = v;
+          if (c_.checkpoint.keep_best) save_best();
+        }
+      }
+      const bool scheduled =
+          (c_.checkpoint.every_steps && step_ % *c_.checkpoint.every_steps == 0) ||
+          (epoch_done && c_.checkpoint.every_epochs && epoch_ % *c_.checkpoint.every_epochs == 0) ||
+          out.flags.checkpoint;
+      if (out.flags.stop) {
+        if (last_checkpoint_step_ != step_) save_step_checkpoint();
+        return RunEnd::stopped_by_signal;
+      }
+      if (scheduled && last_checkpoint_step_ != step_) save_step_checkpoint();
+    }
+  }
+  if (p_.valid_file && validated_at != step_ && step_ > first_step_) {
+    const double v = validate();
+    if (std::isnan(best_valid_) || v < best_valid_) {
+      best_valid_ = v;
+      if (c_.checkpoint.keep_best) save_best();
+    }
+  }
+  if (last_checkpoint_step_ != step_) save_step_checkpoint();
+  if (comm_.is_root()) {
+    std::printf("done: %lld steps%s; model in '%s'\n", static_cast<long long>(step_),
+                skipped_ > 0 ? fmt::format(" ({} skipped)", skipped_).c_str() : "",
+                checkpoint_name(checkpoint_dir(c_), step_).c_str());
+    std::fflush(stdout);
+  }
+  return RunEnd::finished;
+}
+
+// ---- the command --------------------------------------------------------------------------------
+
+namespace {
+
+/// Keys a resumed run must share with its checkpoint (README, "Resume"): they decide the model,
+/// the data, the optimizer state's shape and the sequence of batches.
+const std::vector<std::string>& resume_fixed_keys() {
+  static const std::vector<std::string> keys = {
+      "model.hidden",  "model.activation", "model.components", "model.sigma",      "model.sigma_min",
+      "data.train",    "data.x",           "data.y",           "data.normalize",   "run.seed",
+      "train.batch_size", "train.micro_batch", "train.drop_last", "optimizer.name"};
+  return keys;
+}
+
+std::string resolved_path(const std::string& p) {
+  std::error_code ec;
+  const fs::path r = fs::weakly_canonical(fs::absolute(p), ec);
+  return ec ? p : r.string();
+}
+
+std::string key_value(const Config& c, const std::string& key) {
+  for (const auto& k : keys())
+    if (k.key == key) return k.get(c);
+  return "";
+}
+
+/// Checks a checkpoint's config against this run's; returns the keys that changed (allowed).
+json check_resume_config(const Config& now, const Checkpoint& ck, const std::string& ck_path) {
+  Config then;
+  try {
+    then = parse_config(ck.config, ck_path + " (stored config)");
+  } catch (const Error& e) {
+    throw input_error("checkpoint '{}': its stored config is not valid: {}", ck_path, e.what());
+  }
+  for (const std::string& key : resume_fixed_keys()) {
+    std::string a = key_value(then, key);
+    std::string b = key_value(now, key);
+    if (key == "data.train") {
+      a = resolved_path(then.data.train);
+      b = resolved_path(now.data.train);
+    }
+    if (a != b)
+      throw input_error("{}{}: is {} here but {} in the checkpoint '{}'; it cannot change when resuming "
+                        "(use a new run.dir, or checkpoint.resume: never with an empty one)",
+                        now.where(key), key, b, a, ck_path);
+  }
+  const bool momentum_then = then.optimizer.name == OptimizerKind::sgd && then.optimizer.momentum != 0;
+  const bool momentum_now = now.optimizer.name == OptimizerKind::sgd && now.optimizer.momentum != 0;
+  if (momentum_then != momentum_now)
+    throw input_error("{}optimizer.momentum: turning sgd momentum {} when resuming from '{}' is not supported",
+                      now.where("optimizer.momentum"), momentum_now ? "on" : "off", ck_path);
+  json changed = json::object();
+  for (const auto& k : keys()) {
+    const std::string a = k.get(then);
+    const std::string b = k.get(now);
+    if (a != b) changed[k.key] = {{"from", a}, {"to", b}};
+  }
+  return changed;
+}
+
+struct ResumePlan {
+  std::optional<Checkpoint> checkpoint;
+  std::string path;
+  std::vector<std::string> skipped;  ///< corrupt checkpoints passed over, with the reason
+};
+
+ResumePlan plan_resume(const Config& c) {
+  ResumePlan plan;
+  const std::string dir = checkpoint_dir(c);
+  const auto existing = step_checkpoints(dir);
+  const std::string& mode = c.checkpoint.resume;
+  const std::string where = c.where("checkpoint.resume") + "checkpoint.resume";
+  if (mode == "never") {
+    if (!existing.empty())
+      throw input_error("{}: never, but '{}' holds step checkpoints ({} ...): use a new run.dir, remove them, "
+                        "or resume with checkpoint.resume: auto",
+                        where, dir, existing.back().second);
+    return plan;
+  }
+  if (mode != "auto") {
+    plan.path = mode;
+    plan.checkpoint = read_checkpoint(mode);
+    return plan;
+  }
+  for (auto it = existing.rbegin(); it != existing.rend(); ++it) {
+    try {
+      plan.checkpoint = read_checkpoint(it->second);
+      plan.path = it->second;
+      return plan;
+    } catch (const Error& e) {
+      plan.skipped.push_back(e.what());
+    }
+  }
+  if (!plan.skipped.empty()) {
+    std::string list;
+    for (const auto& s : plan.skipped) list += "\n  " + s;
+    throw input_error("{}: auto, but no checkpoint in '{}' is valid:{}", where, dir, list);
+  }
+  return plan;
+}
+
+void write_text_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) throw run_error("cannot write '{}'", tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw run_error("cannot rename '{}' to '{}'", tmp, path);
+}
+
+}  // namespace
+
+int train_command(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm) {
+  ResumePlan plan;
+  json changed;
+  bool finished = false;
+  Prepared p = prepare(config_path, sets, comm, [&](Prepared& prep) {
+    comm.collectively([&] {
+      plan = plan_resume(prep.config);
+      if (!plan.checkpoint) return;
+      const Checkpoint& ck = *plan.checkpoint;
+      if (ck.model.input_dim != prep.model.input_dim || ck.model.output_dim != prep.model.output_dim)
+        throw input_error("checkpoint '{}' has {} inputs and {} outputs; '{}' has {} and {}", plan.path,
+                          ck.model.input_dim, ck.model.output_dim, prep.config.data.train,
+                          prep.model.input_dim, prep.model.output_dim);
+      changed = check_resume_config(prep.config, ck, plan.path);
+      if (prep.config.data.normalize) prep.fixed_norm = ck.norm;
+      std::int64_t total = prep.config.train.epochs ? *prep.config.train.epochs * prep.batches.batches_per_epoch()
+                                                    : std::numeric_limits<std::int64_t>::max();
+      if (prep.config.train.max_steps) total = std::min(total, *prep.config.train.max_steps);
+      finished = ck.step >= total;
+      prep.skip_data = finished;
+    });
+  });
+  const Config& c = p.config;
+  if (comm.is_root())
+    for (const auto& s : plan.skipped) std::fprintf(stderr, "mdn: warning: skipping a corrupt checkpoint: %s\n", s.c_str());
+  if (finished) {
+    if (comm.is_root())
+      std::printf("run '%s' already finished at step %lld (checkpoint '%s'); nothing to do\n", c.run.dir.c_str(),
+                  static_cast<long long>(plan.checkpoint->step), plan.path.c_str());
+    return 0;
+  }
+
+  // Everything is validated: now, and only now, write to run.dir.
+  comm.collectively([&] {
+    if (!comm.is_root()) return;
+    std::error_code ec;
+    fs::create_directories(checkpoint_dir(c), ec);
+    if (ec) throw input_error("{}run.dir: cannot create '{}': {}", c.where("run.dir"), checkpoint_dir(c), ec.message());
+    // Temporaries left by a crash in the middle of a checkpoint write.
+    for (fs::directory_iterator it(checkpoint_dir(c), ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.size() > 5 && name[0] == '.' && name.compare(name.size() - 4, 4, ".tmp") == 0) fs::remove(it->path(), ec);
+    }
+    write_text_atomically(c.run.dir + "/config.yaml", to_yaml(c));
+  });
+
+  Trainer trainer(p, comm, plan.checkpoint ? &*plan.checkpoint : nullptr);
+  if (plan.checkpoint && comm.is_root()) {
+    const Checkpoint& ck = *plan.checkpoint;
+    trainer.write_metrics(json{{"kind", "resume"}, {"step", ck.step}, {"epoch", ck.epoch}, {"from", plan.path},
+                               {"world_size_then", ck.world_size}, {"world_size", comm.size()},
+                               {"changed", changed}}.dump());
+    std::printf("resuming from '%s' at step %lld (saved by %lld ranks, now %d)\n", plan.path.c_str(),
+                static_cast<long long>(ck.step), static_cast<long long>(ck.world_size), comm.size());
+  }
+  const RunEnd end = trainer.run();
+  return end == RunEnd::finished ? 0 : static_cast<int>(Exit::checkpointed);
+}
+
+}  // namespace mdn

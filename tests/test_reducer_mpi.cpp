@@ -1,0 +1,163 @@
+// The step's gradient reduction under mpiexec -n 1, 2, 3: exact mode gives the same bits for any
+// rank count and placement and meets its precision bound; flags and non-finite values reach
+// every rank.
+#include <mpi.h>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "mdn/mpi_comm.hpp"
+#include "mdn/reducer.hpp"
+#include "mdn/random.hpp"
+#include "support/test_seed.hpp"
+
+namespace mdn::test {
+namespace {
+
+ModelSpec spec() {
+  ModelSpec s;
+  s.input_dim = 3;
+  s.output_dim = 2;
+  s.components = 2;
+  s.hidden = {7};
+  return s;
+}
+
+/// Micro-batch g's gradient: magnitudes spread over 2^-20 .. 2^10 per slot, signs mixed.
+void fill(float* g, const Layout& layout, Index g_index) {
+  rng::Sequence r(seed(), rng::kTestData + 50 + static_cast<std::uint64_t>(g_index));
+  for (const Slot& s : layout.slots()) {
+    const int scale = static_cast<int>(s.offset % 31) - 20;
+    for (Index i = 0; i < s.size(); ++i)
+      g[s.offset + i] = static_cast<float>(std::ldexp(2 * r.uniform() - 1, scale + static_cast<int>(r.below(4))));
+  }
+}
+
+struct Reduced {
+  Vec<float> mean;
+  std::vector<double> sums;
+  GradientReducer::Result result;
+};
+
+/// Reduces M micro-batches of `rows` rows each, micro-batch g held by rank owner(g).
+template <class Owner>
+Reduced reduce(Comm& comm, Reduction mode, Index M, Owner owner, StepFlags flags = {}, Index poison = -1) {
+  const Layout layout(spec());
+  Index local = 0;
+  for (Index g = 0; g < M; ++g) local += owner(g) == comm.rank();
+  GradientReducer red(layout, mode, std::max<Index>(local, 1), comm);
+  Index k = 0;
+  for (Index g = 0; g < M; ++g) {
+    if (owner(g) != comm.rank()) continue;
+    float* grad = red.gradient(k);
+    fill(grad, layout, g);
+    if (g == poison) grad[3] = std::numeric_limits<float>::infinity();
+    red.record(k, 0.25 * static_cast<double>(g) - 3.0, 10 + g % 3);
+    ++k;
+  }
+  Reduced out;
+  out.mean.resize(layout.size());
+  out.result = red.reduce(local, M, out.mean.data(), flags);
+  if (mode == Reduction::exact && out.result.finite)
+    for (Index i = 0; i < layout.size(); ++i) out.sums.push_back(red.last_sum(i));
+  return out;
+}
+
+TEST(Reducer, ExactIsIdenticalForAnyRankCountAndPlacement) {
+  MpiComm comm(MPI_COMM_WORLD);
+  SelfComm self;
+  const Index M = 11;
+  const int P = comm.size();
+  const Reduced dealt = reduce(comm, Reduction::exact, M, [&](Index g) { return static_cast<int>(g % P); });
+  const Reduced last = reduce(comm, Reduction::exact, M, [&](Index) { return P - 1; });
+  const Reduced blocks = reduce(comm, Reduction::exact, M, [&](Index g) { return static_cast<int>(g * P / M); });
+  const Reduced one = reduce(self, Reduction::exact, M, [](Index) { return 0; });
+  EXPECT_EQ(dealt.mean, one.mean);
+  EXPECT_EQ(last.mean, one.mean);
+  EXPECT_EQ(blocks.mean, one.mean);
+  EXPECT_EQ(dealt.sums, one.sums);
+  EXPECT_EQ(dealt.result.rows, one.result.rows);
+  EXPECT_EQ(dealt.result.loss_sum, one.result.loss_sum);
+  EXPECT_TRUE(dealt.result.finite);
+}
+
+TEST(Reducer, ExactMeetsItsPrecisionBound) {
+  MpiComm comm(MPI_COMM_WORLD);
+  const Layout layout(spec());
+  const Index M = 13;
+  const Reduced r = reduce(comm, Reduction::exact, M, [&](Index g) { return static_cast<int>(g % comm.size()); });
+  std::vector<Vec<float>> all(static_cast<std::size_t>(M), Vec<float>(layout.size()));
+  for (Index g = 0; g < M; ++g) fill(all[static_cast<std::size_t>(g)].data(), layout, g);
+  std::int64_t rows = 0;
+  long double loss = 0;
+  for (Index g = 0; g < M; ++g) {
+    rows += 10 + g % 3;
+    loss += 0.25L * g - 3;
+  }
+  EXPECT_EQ(r.result.rows, rows);
+  EXPECT_NEAR(r.result.loss_sum, static_cast<double>(loss), 1e-12);
+  for (const Slot& s : layout.slots()) {
+    double a = 0;  // the largest micro-batch element of the slot
+    for (const auto& g : all) a = std::max(a, static_cast<double>(g.segment(s.offset, s.size()).cwiseAbs().maxCoeff()));
+    for (Index i = s.offset; i < s.offset + s.size(); ++i) {
+      long double exact = 0;
+      for (const auto& g : all) exact += g(i);
+      const double err = std::abs(r.sums[static_cast<std::size_t>(i)] - static_cast<double>(exact));
+      ASSERT_LE(err, std::ldexp(a, -40)) << s.name << " element " << i - s.offset;
+      ASSERT_LE(err, static_cast<double>(M * M) * a * std::ldexp(1.0, -61));
+      // The mean is the sum divided once by the global row count, rounded to float.
+      ASSERT_EQ(r.mean(i), static_cast<float>(r.sums[static_cast<std::size_t>(i)] / static_cast<double>(rows)));
+    }
+  }
+}
+
+TEST(Reducer, FastAgreesWithinFloatRounding) {
+  MpiComm comm(MPI_COMM_WORLD);
+  SelfComm self;
+  const Index M = 9;
+  const Reduced fast = reduce(comm, Reduction::fast, M, [&](Index g) { return static_cast<int>(g % comm.size()); });
+  const Reduced exact = reduce(self, Reduction::exact, M, [](Index) { return 0; });
+  EXPECT_EQ(fast.result.rows, exact.result.rows);
+  for (Index i = 0; i < fast.mean.size(); ++i)
+    ASSERT_NEAR(fast.mean(i), exact.mean(i), 1e-5 * std::max(std::abs(exact.mean(i)), 1e-3f)) << i;
+}
+
+TEST(Reducer, NonFiniteOnOneRankIsSeenByEveryRank) {
+  MpiComm comm(MPI_COMM_WORLD);
+  const Index M = 7;
+  const int P = comm.size();
+  for (Reduction mode : {Reduction::exact, Reduction::fast}) {
+    // Micro-batch 5 lives on rank 5 % P only.
+    const Reduced r = reduce(comm, mode, M, [&](Index g) { return static_cast<int>(g % P); }, {}, 5);
+    EXPECT_FALSE(r.result.finite) << "mode " << static_cast<int>(mode);
+  }
+}
+
+TEST(Reducer, FlagsFromOneRankReachEveryRank) {
+  MpiComm comm(MPI_COMM_WORLD);
+  const int P = comm.size();
+  for (Reduction mode : {Reduction::exact, Reduction::fast}) {
+    StepFlags mine;
+    mine.stop = comm.rank() == P - 1;
+    mine.checkpoint = comm.rank() == 0;
+    const Reduced r = reduce(comm, mode, 5, [&](Index g) { return static_cast<int>(g % P); }, mine);
+    EXPECT_TRUE(r.result.flags.stop);
+    EXPECT_TRUE(r.result.flags.checkpoint);
+    const Reduced none = reduce(comm, mode, 5, [&](Index g) { return static_cast<int>(g % P); });
+    EXPECT_FALSE(none.result.flags.stop);
+    EXPECT_FALSE(none.result.flags.checkpoint);
+  }
+}
+
+TEST(Reducer, ARankWithoutMicroBatchesTakesPart) {
+  MpiComm comm(MPI_COMM_WORLD);
+  SelfComm self;
+  const Reduced r = reduce(comm, Reduction::exact, 1, [](Index) { return 0; });
+  const Reduced one = reduce(self, Reduction::exact, 1, [](Index) { return 0; });
+  EXPECT_EQ(r.mean, one.mean);
+}
+
+}  // namespace
+}  // namespace mdn::test

@@ -1,0 +1,229 @@
+// `mdn train` as real processes under mpiexec: bit-identical results for 1, 2 and 3 ranks in
+// exact mode, the fast mode's difference, overflow and non-finite handling decided on every rank,
+// metrics.jsonl and the progress lines.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "mdn/checkpoint.hpp"
+#include "mdn/config.hpp"
+#include "mdn/random.hpp"
+#include "support/h5_files.hpp"
+#include "support/process.hpp"
+
+namespace mdn::test {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+/// Two inputs, two outputs with two branches: y = +-(sin 3 x0, x0 x1) + noise.
+void write_data(const std::string& path, Index n, std::uint64_t seed) {
+  std::vector<float> x, y;
+  rng::Sequence r(seed, rng::kTestData);
+  for (Index i = 0; i < n; ++i) {
+    const double x0 = 2 * r.uniform() - 1, x1 = 2 * r.uniform() - 1;
+    const double sign = r.uniform() < 0.5 ? -1.0 : 1.0;
+    x.push_back(static_cast<float>(x0));
+    x.push_back(static_cast<float>(x1));
+    y.push_back(static_cast<float>(sign * std::sin(3 * x0) + 0.05 * r.normal()));
+    y.push_back(static_cast<float>(sign * x0 * x1 + 0.05 * r.normal() + 5.0));
+  }
+  write_xy(path, x, 2, y, 2);
+}
+
+// N = 1037 rows: not divisible by 2 or 3. B = 100 in micro-batches of 20: 5 per batch, not
+// divisible by 2 or 3; the last batch has 37 rows. 2 epochs of 11 steps.
+const char* kConfig = R"(run: {dir: run, seed: 3}
+data: {train: train.h5, valid: valid.h5, normalize: true}
+model: {hidden: [16, 16], components: 3}
+train: {epochs: 2, batch_size: 100, micro_batch: 20}
+optimizer: {name: adam, lr: 0.01}
+clip: {global_norm: 0.5}
+checkpoint: {every_epochs: 1, keep_last: 5}
+log: {every_steps: 1}
+)";
+constexpr int kSteps = 22;
+
+class TrainCli : public testing::Test {
+ protected:
+  void SetUp() override {
+    write_data(dir_ / "train.h5", 1037, 11);
+    write_data(dir_ / "valid.h5", 301, 12);
+    std::ofstream(dir_ / "cfg.yaml") << kConfig;
+  }
+
+  RankedRun train(int np, const std::string& run_dir, std::vector<std::string> sets = {},
+                  const std::map<std::string, std::string>& env = {}) {
+    std::vector<std::string> args = {"train", "cfg.yaml", "--set", "run.dir=" + run_dir};
+    for (const auto& s : sets) args.insert(args.end(), {"--set", s});
+    return run_mdn_ranks(dir_.path(), np, args, env, 120);
+  }
+
+  Checkpoint final_checkpoint(const std::string& run_dir, int step = kSteps) {
+    return read_checkpoint(checkpoint_name(dir_ / (run_dir + "/checkpoints"), step));
+  }
+
+  std::vector<json> metrics(const std::string& run_dir) {
+    std::ifstream in(dir_ / (run_dir + "/metrics.jsonl"));
+    std::vector<json> out;
+    for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));  // throws if not JSON
+    return out;
+  }
+
+  static void expect_ok(const RankedRun& r, int np) {
+    EXPECT_FALSE(r.result.timed_out);
+    EXPECT_EQ(r.codes, std::vector<std::string>(static_cast<std::size_t>(np), "0")) << r.result.all();
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(TrainCli, ExactModeIsBitIdenticalForOneTwoAndThreeRanks) {
+  std::vector<Checkpoint> finals;
+  std::vector<std::vector<double>> valid;
+  for (int np : {1, 2, 3}) {
+    const std::string run = "p" + std::to_string(np);
+    const RankedRun r = train(np, run);
+    expect_ok(r, np);
+    finals.push_back(final_checkpoint(run));
+    std::vector<double> v;
+    double max_norm = 0;
+    int train_records = 0;
+    for (const json& rec : metrics(run)) {
+      if (rec["kind"] == "valid") v.push_back(rec["valid_nll"].get<double>());
+      if (rec["kind"] == "train") {
+        ++train_records;
+        max_norm = std::max(max_norm, rec["grad_norm"].get<double>());
+      }
+    }
+    valid.push_back(v);
+    EXPECT_EQ(train_records, kSteps);
+    EXPECT_GT(max_norm, 0.5) << "the clip (global_norm 0.5) never clipped: the test would not expose clipping";
+    EXPECT_EQ(finals.back().world_size, np);
+    EXPECT_EQ(count(r.result.out, "  loss "), kSteps) << "progress lines come from rank 0 only";
+  }
+  for (std::size_t i = 1; i < finals.size(); ++i) {
+    EXPECT_EQ(finals[i].params, finals[0].params) << "parameters differ between 1 and " << i + 1 << " ranks";
+    ASSERT_EQ(finals[i].optimizer_state.size(), 2u);
+    EXPECT_EQ(finals[i].optimizer_state[0].second, finals[0].optimizer_state[0].second);
+    EXPECT_EQ(finals[i].optimizer_state[1].second, finals[0].optimizer_state[1].second);
+    EXPECT_EQ(finals[i].optimizer_steps, kSteps);
+    EXPECT_EQ(valid[i], valid[0]) << "validation NLLs differ between 1 and " << i + 1 << " ranks";
+  }
+  EXPECT_EQ(valid[0].size(), 2u);
+  EXPECT_TRUE(std::isfinite(valid[0].back()));
+}
+
+TEST_F(TrainCli, FastModeDiffersAcrossRankCountsWithinTheRoundingTolerance) {
+  expect_ok(train(1, "f1", {"train.reduction=fast"}), 1);
+  expect_ok(train(3, "f3", {"train.reduction=fast"}), 3);
+  const Checkpoint a = final_checkpoint("f1");
+  const Checkpoint b = final_checkpoint("f3");
+  const float diff = (a.params - b.params).cwiseAbs().maxCoeff();
+  // Float sums in a different order differ in their last bits, so the runs are not identical...
+  EXPECT_GT(diff, 0.0f) << "fast mode matched bit for bit: this test cannot tell the modes apart";
+  // ...but only by rounding. Adam's update is invariant to the gradient's scale, so a relative
+  // gradient perturbation d moves a parameter by about lr * d per step: with d ~ 1e-6 (a few float
+  // ulps), lr = 0.01 and 22 steps that is ~2e-7; allow 100x for the dynamics. A wrong reduction
+  // (e.g. a mean of per-rank means over uneven shards) perturbs gradients by ~1e-2, i.e. ~2e-3.
+  EXPECT_LT(diff, 2e-5f);
+}
+
+TEST_F(TrainCli, MetricsAndResolvedConfig) {
+  expect_ok(train(2, "m"), 2);
+  const auto recs = metrics("m");
+  int train_records = 0, valid_records = 0, checkpoints = 0;
+  for (const json& rec : recs) {
+    const std::string kind = rec.at("kind");
+    if (kind == "train") {
+      ++train_records;
+      for (const char* k : {"step", "epoch", "loss", "grad_norm", "lr", "samples_per_s", "t_compute", "t_comm", "t_io"})
+        EXPECT_TRUE(rec.contains(k)) << k << " missing in " << rec.dump();
+      EXPECT_GT(rec["samples_per_s"].get<double>(), 0);
+      EXPECT_EQ(rec["lr"].get<double>(), 0.01);
+    } else if (kind == "valid") {
+      ++valid_records;
+      EXPECT_TRUE(rec.contains("valid_nll"));
+      EXPECT_EQ(rec["rows"].get<int>(), 301);
+    } else if (kind == "checkpoint") {
+      ++checkpoints;
+    }
+  }
+  EXPECT_EQ(train_records, kSteps);
+  EXPECT_EQ(valid_records, 2);
+  EXPECT_GE(checkpoints, 2);
+  EXPECT_EQ(recs.front()["step"], 1);
+  // The last train record is the final step; its loss is the step's mean NLL.
+  // config.yaml is the resolved config.
+  std::ifstream in(dir_ / "m/config.yaml");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const Config resolved = parse_config(ss.str(), "config.yaml");
+  EXPECT_EQ(resolved.run.dir, "m");
+  EXPECT_EQ(*resolved.train.micro_batch, 20);
+  EXPECT_EQ(to_yaml(resolved), ss.str());
+}
+
+TEST_F(TrainCli, AccumulatorOverflowIsAClearErrorOnEveryRank) {
+  const RankedRun r = train(2, "o", {}, {{"MDN_FAULT", "overflow@step=3"}});
+  EXPECT_FALSE(r.result.timed_out);
+  EXPECT_EQ(r.codes, (std::vector<std::string>{"1", "1"})) << r.result.all();
+  EXPECT_EQ(count(r.result.err, "mdn: error: exact reduction: accumulator overflow in 'layers/"), 1) << r.result.all();
+  EXPECT_EQ(count(r.result.err, "mdn: error"), 1) << r.result.all();
+  // Nothing after the overflow was applied or saved: no checkpoint exists yet at step 2.
+  EXPECT_TRUE(fs::is_empty(dir_ / "o/checkpoints") || !fs::exists(dir_ / "o/checkpoints/step-00000003.h5"));
+}
+
+TEST_F(TrainCli, NonFiniteOnOneRankIsSkippedByEveryRank) {
+  // Rank 1 of 3 gets a NaN at step 4: every rank must skip that update. One rank holding the
+  // fault on its own reproduces the same run: bit-identical parameters prove the step was
+  // skipped everywhere (a rank that applied it would have different parameters).
+  const RankedRun three = train(3, "s3", {"train.nonfinite=skip"}, {{"MDN_FAULT", "nonfinite@step=4@rank=1"}});
+  expect_ok(three, 3);
+  const RankedRun one = train(1, "s1", {"train.nonfinite=skip"}, {{"MDN_FAULT", "nonfinite@step=4@rank=0"}});
+  expect_ok(one, 1);
+  expect_ok(train(1, "clean"), 1);
+  const Checkpoint a = final_checkpoint("s3");
+  const Checkpoint b = final_checkpoint("s1");
+  const Checkpoint clean = final_checkpoint("clean");
+  EXPECT_EQ(a.params, b.params);
+  EXPECT_NE(a.params, clean.params) << "the fault changed nothing: the test cannot fail";
+  EXPECT_TRUE(a.params.allFinite());
+  EXPECT_EQ(a.optimizer_steps, kSteps - 1);
+  int skips = 0;
+  for (const json& rec : metrics("s3"))
+    if (rec["kind"] == "nonfinite") {
+      ++skips;
+      EXPECT_EQ(rec["step"], 4);
+    }
+  EXPECT_EQ(skips, 1);
+  EXPECT_EQ(count(three.result.out, "step 4: non-finite loss or gradient on some rank: update skipped"), 1);
+}
+
+TEST_F(TrainCli, NonFiniteStopExitsOneEverywhereAndSavesTheLastGoodState) {
+  const RankedRun r = train(3, "stop", {"train.nonfinite=stop"}, {{"MDN_FAULT", "nonfinite@step=4@rank=2"}});
+  EXPECT_FALSE(r.result.timed_out);
+  EXPECT_EQ(r.codes, (std::vector<std::string>{"1", "1", "1"})) << r.result.all();
+  EXPECT_EQ(count(r.result.err, "mdn: error: step 4: non-finite loss or gradient on some rank (train.nonfinite: stop)"), 1)
+      << r.result.all();
+  const Checkpoint last = final_checkpoint("stop", 3);  // read_checkpoint refuses NaN parameters
+  EXPECT_EQ(last.step, 3);
+  EXPECT_TRUE(last.params.allFinite());
+  for (const auto& e : fs::directory_iterator(dir_ / "stop/checkpoints"))
+    EXPECT_EQ(e.path().filename(), "step-00000003.h5") << "only the last good state is saved";
+}
+
+TEST_F(TrainCli, NothingIsWrittenWhenTheChecksFail) {
+  const RankedRun r = train(2, "never", {"data.train=missing.h5"});
+  EXPECT_EQ(r.codes, (std::vector<std::string>{"2", "2"})) << r.result.all();
+  EXPECT_FALSE(fs::exists(dir_ / "never"));
+}
+
+}  // namespace
+}  // namespace mdn::test
