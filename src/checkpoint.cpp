@@ -176,6 +176,10 @@ std::string checkpoint_name(const std::string& dir, std::int64_t step) {
 
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
   namespace fs = std::filesystem;
+  const Index n = Layout(c.model).size();
+  if (c.params.size() != n) throw run_error("checkpoint '{}': {} parameters for a model of {}", path, c.params.size(), n);
+  for (const auto& [name, buf] : c.optimizer_state)
+    if (buf.size() != n) throw run_error("checkpoint '{}': optimizer state '{}' does not fit the model", path, name);
   const fs::path final_path(path);
   const fs::path dir = final_path.parent_path().empty() ? fs::path(".") : final_path.parent_path();
   const std::string tmp = (dir / ("." + final_path.filename().string() + ".tmp")).string();
@@ -299,7 +303,7 @@ class Reader {
   void dataset(const std::string& path, const std::vector<hsize_t>& dims, T* out) const {
     if (!exists(path)) fail(fmt::format("dataset '{}' is missing", path));
     const h5::Handle ds(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT));
-    if (!ds.valid()) fail(fmt::format("dataset '{}' cannot be opened", path));
+    if (!ds.valid()) fail(fmt::format("dataset '{}' cannot be opened (corrupt file?)", path));
     const h5::Handle space(H5Dget_space(ds.get()));
     const h5::Handle type(H5Dget_type(ds.get()));
     if (!space.valid() || !type.valid() || H5Tget_class(type.get()) != H5T_FLOAT)

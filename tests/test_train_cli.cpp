@@ -1,88 +1,13 @@
 // `mdn train` as real processes under mpiexec: bit-identical results for 1, 2 and 3 ranks in
 // exact mode, the fast mode's difference, overflow and non-finite handling decided on every rank,
 // metrics.jsonl and the progress lines.
-#include <gtest/gtest.h>
-
-#include <nlohmann/json.hpp>
-
-#include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
-#include "mdn/checkpoint.hpp"
-#include "mdn/config.hpp"
-#include "mdn/random.hpp"
-#include "support/h5_files.hpp"
-#include "support/process.hpp"
+#include "support/train_fixture.hpp"
 
 namespace mdn::test {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-/// Two inputs, two outputs with two branches: y = +-(sin 3 x0, x0 x1) + noise.
-void write_data(const std::string& path, Index n, std::uint64_t seed) {
-  std::vector<float> x, y;
-  rng::Sequence r(seed, rng::kTestData);
-  for (Index i = 0; i < n; ++i) {
-    const double x0 = 2 * r.uniform() - 1, x1 = 2 * r.uniform() - 1;
-    const double sign = r.uniform() < 0.5 ? -1.0 : 1.0;
-    x.push_back(static_cast<float>(x0));
-    x.push_back(static_cast<float>(x1));
-    y.push_back(static_cast<float>(sign * std::sin(3 * x0) + 0.05 * r.normal()));
-    y.push_back(static_cast<float>(sign * x0 * x1 + 0.05 * r.normal() + 5.0));
-  }
-  write_xy(path, x, 2, y, 2);
-}
-
-// N = 1037 rows: not divisible by 2 or 3. B = 100 in micro-batches of 20: 5 per batch, not
-// divisible by 2 or 3; the last batch has 37 rows. 2 epochs of 11 steps.
-const char* kConfig = R"(run: {dir: run, seed: 3}
-data: {train: train.h5, valid: valid.h5, normalize: true}
-model: {hidden: [16, 16], components: 3}
-train: {epochs: 2, batch_size: 100, micro_batch: 20}
-optimizer: {name: adam, lr: 0.01}
-clip: {global_norm: 0.5}
-checkpoint: {every_epochs: 1, keep_last: 5}
-log: {every_steps: 1}
-)";
-constexpr int kSteps = 22;
-
-class TrainCli : public testing::Test {
- protected:
-  void SetUp() override {
-    write_data(dir_ / "train.h5", 1037, 11);
-    write_data(dir_ / "valid.h5", 301, 12);
-    std::ofstream(dir_ / "cfg.yaml") << kConfig;
-  }
-
-  RankedRun train(int np, const std::string& run_dir, std::vector<std::string> sets = {},
-                  const std::map<std::string, std::string>& env = {}) {
-    std::vector<std::string> args = {"train", "cfg.yaml", "--set", "run.dir=" + run_dir};
-    for (const auto& s : sets) args.insert(args.end(), {"--set", s});
-    return run_mdn_ranks(dir_.path(), np, args, env, 120);
-  }
-
-  Checkpoint final_checkpoint(const std::string& run_dir, int step = kSteps) {
-    return read_checkpoint(checkpoint_name(dir_ / (run_dir + "/checkpoints"), step));
-  }
-
-  std::vector<json> metrics(const std::string& run_dir) {
-    std::ifstream in(dir_ / (run_dir + "/metrics.jsonl"));
-    std::vector<json> out;
-    for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));  // throws if not JSON
-    return out;
-  }
-
-  static void expect_ok(const RankedRun& r, int np) {
-    EXPECT_FALSE(r.result.timed_out);
-    EXPECT_EQ(r.codes, std::vector<std::string>(static_cast<std::size_t>(np), "0")) << r.result.all();
-  }
-
-  TempDir dir_;
-};
 
 TEST_F(TrainCli, ExactModeIsBitIdenticalForOneTwoAndThreeRanks) {
   std::vector<Checkpoint> finals;

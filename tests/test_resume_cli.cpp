@@ -1,0 +1,184 @@
+// Checkpoints and resume through `mdn train` as real processes: resuming with another rank count
+// is bit-identical to an uninterrupted run; corrupt checkpoints are reported and skipped;
+// incompatible changes are refused by name; files read back with h5py and the README's PyTorch code.
+#include "support/train_fixture.hpp"
+#include "test_paths.hpp"
+
+#include <algorithm>
+
+namespace mdn::test {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+/// Flips a byte in the middle of a file (inside the datasets' raw data for these sizes).
+void corrupt(const std::string& path) {
+  std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+  io.seekg(0, std::ios::end);
+  const auto size = static_cast<std::streamoff>(io.tellg());
+  io.seekg(size * 3 / 4);
+  char byte = 0;
+  io.read(&byte, 1);
+  byte = static_cast<char>(~byte);
+  io.seekp(size * 3 / 4);
+  io.write(&byte, 1);
+}
+
+TEST_F(TrainCli, ResumeWithAnotherRankCountIsBitIdenticalToAnUninterruptedRun) {
+  // 2 epochs on 3 ranks, then on to 4 epochs on 1 rank; against 4 epochs on 2 ranks.
+  expect_ok(train(3, "r", {"train.epochs=2"}), 3);
+  EXPECT_TRUE(fs::exists(dir_ / "r/checkpoints/step-00000022.h5"));
+  const RankedRun resumed = train(1, "r", {"train.epochs=4"});
+  expect_ok(resumed, 1);
+  EXPECT_NE(resumed.result.out.find("resuming from 'r/checkpoints/step-00000022.h5' at step 22 (saved by 3 ranks, now 1)"),
+            std::string::npos) << resumed.result.out;
+  expect_ok(train(2, "u", {"train.epochs=4"}), 2);
+  const Checkpoint a = final_checkpoint("r", 44);
+  const Checkpoint b = final_checkpoint("u", 44);
+  EXPECT_EQ(a.params, b.params);
+  EXPECT_EQ(a.optimizer_state[0].second, b.optimizer_state[0].second);
+  EXPECT_EQ(a.optimizer_state[1].second, b.optimizer_state[1].second);
+  EXPECT_EQ(a.optimizer_steps, 44);
+  EXPECT_EQ(a.samples_seen, b.samples_seen);
+  EXPECT_EQ(a.best_valid_nll, b.best_valid_nll);
+  // The resume record lists the changed key.
+  bool found = false;
+  for (const json& rec : metrics("r"))
+    if (rec["kind"] == "resume") {
+      found = true;
+      EXPECT_EQ(rec["step"], 22);
+      EXPECT_EQ(rec["world_size_then"], 3);
+      EXPECT_EQ(rec["changed"]["train.epochs"]["from"], "2");
+      EXPECT_EQ(rec["changed"]["train.epochs"]["to"], "4");
+    }
+  EXPECT_TRUE(found);
+}
+
+TEST_F(TrainCli, MidEpochCheckpointsResumeExactly) {
+  // Stop at step 7 (inside epoch 1), resume to the end on another rank count.
+  expect_ok(train(2, "mid", {"train.max_steps=7", "checkpoint.every_steps=7"}), 2);
+  expect_ok(train(3, "mid", {"train.max_steps=null"}), 3);
+  expect_ok(train(1, "whole"), 1);
+  EXPECT_EQ(final_checkpoint("mid").params, final_checkpoint("whole").params);
+}
+
+TEST_F(TrainCli, CorruptNewestCheckpointIsReportedAndThePreviousUsed) {
+  expect_ok(train(2, "c", {"train.epochs=2"}), 2);  // step-11 and step-22
+  corrupt(dir_ / "c/checkpoints/step-00000022.h5");
+  std::ofstream(dir_ / "c/checkpoints/.step-00000033.h5.tmp") << "left by a crash";
+  const RankedRun r = train(3, "c", {"train.epochs=2"});
+  expect_ok(r, 3);
+  EXPECT_NE(r.result.err.find("mdn: warning: skipping a corrupt checkpoint: checkpoint 'c/checkpoints/step-00000022.h5'"),
+            std::string::npos) << r.result.all();
+  EXPECT_NE(r.result.out.find("resuming from 'c/checkpoints/step-00000011.h5' at step 11"), std::string::npos) << r.result.out;
+  EXPECT_FALSE(fs::exists(dir_ / "c/checkpoints/.step-00000033.h5.tmp")) << "stale temporary not cleaned up";
+  // The rerun rewrote step 22 from step 11: the same parameters as a clean run.
+  expect_ok(train(1, "clean", {"train.epochs=2"}), 1);
+  EXPECT_EQ(final_checkpoint("c").params, final_checkpoint("clean").params);
+}
+
+TEST_F(TrainCli, TruncatedCheckpointIsSkippedAndOnlyCorruptOnesAreAnError) {
+  expect_ok(train(1, "t", {"train.epochs=1", "checkpoint.every_steps=5"}), 1);  // steps 5, 10, 11
+  fs::resize_file(dir_ / "t/checkpoints/step-00000011.h5", 1000);
+  const RankedRun r = train(2, "t", {"train.epochs=1"});
+  expect_ok(r, 2);
+  EXPECT_NE(r.result.out.find("resuming from 't/checkpoints/step-00000010.h5'"), std::string::npos) << r.result.all();
+  for (const char* f : {"step-00000005.h5", "step-00000010.h5", "step-00000011.h5"}) corrupt(dir_ / ("t/checkpoints/" + std::string(f)));
+  const RankedRun bad = train(2, "t", {"train.epochs=2"});
+  EXPECT_EQ(bad.codes, (std::vector<std::string>{"2", "2"})) << bad.result.all();
+  EXPECT_NE(bad.result.err.find("checkpoint.resume: auto, but no checkpoint in 't/checkpoints' is valid:"),
+            std::string::npos) << bad.result.all();
+  EXPECT_EQ(count(bad.result.err, "\n  checkpoint 't/checkpoints/step-"), 3) << "each corrupt file named: " << bad.result.all();
+}
+
+TEST_F(TrainCli, IncompatibleChangesAreRefusedByName) {
+  expect_ok(train(1, "k", {"train.epochs=1"}), 1);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"model.components=4", "--set model.components=4: model.components: is 4 here but 3 in the checkpoint"},
+      {"model.hidden=[16, 8]", "--set model.hidden=[16, 8]: model.hidden: is [16, 8] here but [16, 16] in the checkpoint"},
+      {"optimizer.name=sgd", "--set optimizer.name=sgd: optimizer.name: is sgd here but adam in the checkpoint"},
+      {"data.normalize=false", "--set data.normalize=false: data.normalize: is false here but true in the checkpoint"},
+      {"train.batch_size=60", "--set train.batch_size=60: train.batch_size: is 60 here but 100 in the checkpoint"},
+      {"run.seed=4", "--set run.seed=4: run.seed: is 4 here but 3 in the checkpoint"},
+  };
+  for (const auto& [set, message] : cases) {
+    const RankedRun r = train(2, "k", {"train.epochs=2", set});
+    EXPECT_EQ(r.codes, (std::vector<std::string>{"2", "2"})) << set << "\n" << r.result.all();
+    EXPECT_EQ(count(r.result.err, "mdn: error: " + message), 1) << r.result.all();
+  }
+  // Allowed: a new learning rate.
+  const RankedRun ok = train(2, "k", {"train.epochs=2", "optimizer.lr=0.005"});
+  expect_ok(ok, 2);
+  for (const json& rec : metrics("k"))
+    if (rec["kind"] == "resume") {
+      EXPECT_EQ(rec["changed"]["optimizer.lr"]["to"], "0.005");
+    }
+}
+
+TEST_F(TrainCli, NeverRefusesARunDirWithCheckpointsAndAPathResumesFromIt) {
+  expect_ok(train(1, "n", {"train.epochs=1", "checkpoint.every_steps=4"}), 1);
+  const RankedRun never = train(1, "n", {"checkpoint.resume=never"});
+  EXPECT_EQ(never.codes, (std::vector<std::string>{"2"}));
+  EXPECT_NE(never.result.err.find("checkpoint.resume: never, but 'n/checkpoints' holds step checkpoints"), std::string::npos)
+      << never.result.all();
+  const RankedRun path = train(2, "n", {"checkpoint.resume=n/checkpoints/step-00000004.h5", "train.epochs=1"});
+  expect_ok(path, 2);
+  EXPECT_NE(path.result.out.find("resuming from 'n/checkpoints/step-00000004.h5' at step 4"), std::string::npos);
+  const RankedRun missing = train(1, "n", {"checkpoint.resume=n/nope.h5"});
+  EXPECT_EQ(missing.codes, (std::vector<std::string>{"2"}));
+  EXPECT_NE(missing.result.err.find("checkpoint 'n/nope.h5': no such file"), std::string::npos) << missing.result.all();
+}
+
+std::vector<std::string> files(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST_F(TrainCli, ScheduleAndRetention) {
+  // every_steps with keep_last: only the newest two remain; best.h5 besides.
+  expect_ok(train(2, "s1", {"checkpoint.every_steps=3", "checkpoint.every_epochs=null", "checkpoint.keep_last=2"}), 2);
+  EXPECT_EQ(files(dir_ / "s1/checkpoints"),
+            (std::vector<std::string>{"best.h5", "step-00000021.h5", "step-00000022.h5"}));
+  // every_epochs without best.
+  expect_ok(train(1, "s2", {"checkpoint.keep_best=false", "checkpoint.keep_last=10"}), 1);
+  EXPECT_EQ(files(dir_ / "s2/checkpoints"), (std::vector<std::string>{"step-00000011.h5", "step-00000022.h5"}));
+  // every_seconds: a wall-clock interval shorter than a step checkpoints after every step.
+  expect_ok(train(3, "s3", {"checkpoint.every_seconds=1e-9", "checkpoint.every_epochs=null", "checkpoint.keep_last=100",
+                            "checkpoint.keep_best=false"}), 3);
+  EXPECT_EQ(files(dir_ / "s3/checkpoints").size(), static_cast<std::size_t>(kSteps));
+  int records = 0;
+  for (const json& rec : metrics("s3")) records += rec["kind"] == "checkpoint" ? 1 : 0;
+  EXPECT_EQ(records, kSteps);
+}
+
+TEST_F(TrainCli, RerunningAFinishedRunExitsAtOnce) {
+  expect_ok(train(2, "f"), 2);
+  const auto before = metrics("f").size();
+  const RankedRun again = train(3, "f");
+  expect_ok(again, 3);
+  EXPECT_EQ(count(again.result.out, "already finished at step 22"), 1) << again.result.all();
+  EXPECT_EQ(metrics("f").size(), before);
+}
+
+TEST_F(TrainCli, CheckpointsReadBackWithH5pyAndTheReadmesPytorchCode) {
+  expect_ok(train(2, "py"), 2);
+  double valid_nll = 0;
+  for (const json& rec : metrics("py"))
+    if (rec["kind"] == "valid" && rec["step"] == kSteps) valid_nll = rec["valid_nll"];
+  const RunResult r = run({"/usr/bin/python3", std::string(MDN_TEST_SOURCE_DIR) + "/tests/data/check_checkpoint.py",
+                           std::string(MDN_TEST_SOURCE_DIR) + "/README.md",
+                           dir_ / "py/checkpoints/step-00000022.h5", dir_ / "valid.h5"},
+                          {120, {}, {}});
+  ASSERT_EQ(r.exit_code, 0) << r.all();
+  const json out = json::parse(r.out);
+  EXPECT_TRUE(out["checksum_ok"].get<bool>());
+  EXPECT_TRUE(out["problems"].empty()) << out.dump();
+  // PyTorch's float32 network and mdn's agree to float rounding on the mean NLL.
+  EXPECT_NEAR(out["nll"].get<double>(), valid_nll, 1e-5) << out.dump();
+}
+
+}  // namespace
+}  // namespace mdn::test
