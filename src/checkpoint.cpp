@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <map>
 
+#include "mdn/config.hpp"
 #include "mdn/error.hpp"
 #include "mdn/h5.hpp"
 
@@ -371,7 +372,7 @@ E parse_enum(const Reader& r, const std::string& value, std::initializer_list<st
 
 }  // namespace
 
-Checkpoint read_checkpoint(const std::string& path) {
+Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
   Reader r(path);
   Checkpoint c;
   if (!r.has("/", "format") || r.str("/", "format") != kFormat) r.fail("not an mdn checkpoint (no format attribute 'mdn-checkpoint')");
@@ -436,10 +437,22 @@ Checkpoint read_checkpoint(const std::string& path) {
 
   const std::string stored = r.str("/", "checksum");
   const std::string computed = checksum_of(r.all_datasets(), c);
-  if (stored != computed)
+  if (status != nullptr) {
+    *status = {stored, computed};
+  } else if (stored != computed) {
     r.fail(fmt::format("checksum mismatch (stored {}, computed {}): the file is corrupt", stored, computed));
+  }
   if (!c.params.allFinite()) r.fail("holds non-finite parameters");
   return c;
+}
+
+Index checkpoint_micro_batch(const Checkpoint& c) {
+  try {
+    const Config stored = parse_config(c.config, "stored config");
+    return *stored.train.micro_batch;
+  } catch (const Error&) {
+    return 128;
+  }
 }
 
 }  // namespace mdn

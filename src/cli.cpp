@@ -8,6 +8,7 @@
 #include "mdn/build_info.hpp"
 #include "mdn/config.hpp"
 #include "mdn/error.hpp"
+#include "mdn/inference.hpp"
 #include "mdn/prepare.hpp"
 #include "mdn/trainer.hpp"
 
@@ -83,6 +84,49 @@ Outcome run(int argc, char** argv, Comm& world) {
                "checkpoints to run.dir; resumes from run.dir's newest checkpoint by default");
   add_config_options(*train, train_opts);
 
+  EvalOptions eval_opts;
+  CLI::App* eval = app.add_subcommand(
+      "eval", "Mean negative log-likelihood per sample of a data file under a checkpoint, in the data's "
+              "units; distributed under mpirun, the same for any number of ranks");
+  eval->add_option("--checkpoint", eval_opts.checkpoint, "Checkpoint file")->required();
+  eval->add_option("--data", eval_opts.data, "HDF5 file with inputs and targets")->required();
+  eval->add_option("--x", eval_opts.x, "Dataset of inputs (default: the checkpoint's data.x)");
+  eval->add_option("--y", eval_opts.y, "Dataset of targets (default: the checkpoint's data.y)");
+  eval->add_flag("--json", eval_opts.json, "One JSON object on stdout: nll, count, checkpoint, data, step");
+
+  PredictOptions predict_opts;
+  CLI::App* predict = app.add_subcommand(
+      "predict", "The mixture of every input row, in the data's units: pi (N, K), mu and sigma (N, K, L), and "
+                 "the mixture's mean, variance (law of total variance) and mode (mean of the heaviest component), "
+                 "(N, L), as float64 datasets of an HDF5 file");
+  predict->add_option("--checkpoint", predict_opts.checkpoint, "Checkpoint file")->required();
+  predict->add_option("--input", predict_opts.input, "HDF5 file with the inputs")->required();
+  predict->add_option("--x", predict_opts.x, "Dataset of inputs (default: the checkpoint's data.x)");
+  predict->add_option("--output", predict_opts.output, "HDF5 file to write")->required();
+
+  SampleOptions sample_opts;
+  CLI::App* sample = app.add_subcommand(
+      "sample", "Draws samples from the mixture of every input row into dataset `samples` (N, S, L), data "
+                "units; identical for any number of ranks (counter-based in seed, row and sample)");
+  sample->add_option("--checkpoint", sample_opts.checkpoint, "Checkpoint file")->required();
+  sample->add_option("--input", sample_opts.input, "HDF5 file with the inputs")->required();
+  sample->add_option("--x", sample_opts.x, "Dataset of inputs (default: the checkpoint's data.x)");
+  sample->add_option("--output", sample_opts.output, "HDF5 file to write")->required();
+  sample->add_option("--samples", sample_opts.samples, "Samples per row (S)")->required();
+  sample->add_option("--temperature", sample_opts.temperature,
+                     "Mixing weights softmax(logits / T): T < 1 sharpens towards the heaviest component, T > 1 "
+                     "flattens (default 1)");
+  sample->add_option("--sigma-temperature", sample_opts.sigma_temperature,
+                     "Multiplies every sigma by T2 (default 1)");
+  sample->add_option("--seed", sample_opts.seed, "Random seed (default 0)");
+
+  InspectOptions inspect_opts;
+  CLI::App* inspect = app.add_subcommand(
+      "inspect", "Describe a checkpoint: format, architecture, step and epoch, ranks at save, config, checksum "
+                 "status (exit 2 when it does not hold), parameter count");
+  inspect->add_option("checkpoint", inspect_opts.checkpoint, "Checkpoint file")->required();
+  inspect->add_flag("--json", inspect_opts.json, "One JSON object on stdout");
+
   bool markdown = false;
   CLI::App* keys_cmd = app.add_subcommand("keys", "List every config key with its type, default and meaning");
   keys_cmd->add_flag("--markdown", markdown, "As the Markdown table of the README");
@@ -108,6 +152,10 @@ Outcome run(int argc, char** argv, Comm& world) {
       throw Error(Exit::input, "no command given; run 'mdn --help' for usage", true);
     if (check->parsed()) run_check(check_opts, world);
     if (train->parsed()) return {train_command(train_opts.config, train_opts.sets, world), false};
+    if (eval->parsed()) return {eval_command(eval_opts, world), false};
+    if (predict->parsed()) return {predict_command(predict_opts, world), false};
+    if (sample->parsed()) return {sample_command(sample_opts, world), false};
+    if (inspect->parsed()) return {inspect_command(inspect_opts, world), false};
     if (keys_cmd->parsed()) print_root(world, markdown ? keys_markdown() : keys_text());
     return {0, false};
   } catch (...) {

@@ -42,6 +42,13 @@ void SelfComm::exchange_rows(const float* send, std::size_t width,
     std::copy_n(send + static_cast<std::size_t>(send_rows[0][k]) * width, width, recv + k * width);
 }
 
+std::vector<char> SelfComm::gather(const void* data, std::size_t bytes, int root) {
+  assert(root == 0);
+  (void)root;
+  const auto* p = static_cast<const char*>(data);
+  return std::vector<char>(p, p + bytes);
+}
+
 void SelfComm::broadcast_raw(void*, std::size_t, int root) {
   assert(root == 0);
   (void)root;
@@ -174,6 +181,43 @@ void MpiComm::exchange_rows(const float* send, std::size_t width,
   check_mpi(MPI_Alltoallw(send, scounts.data(), displs.data(), stypes.data(), recv, rcounts.data(),
                           displs.data(), rtypes.data(), comm_),
             "MPI_Alltoallw");
+}
+
+std::vector<char> MpiComm::gather(const void* data, std::size_t bytes, int root) {
+  // Sizes first, then each rank's bytes in pieces of at most kMaxCount (MPI counts are ints).
+  std::vector<std::uint64_t> sizes(static_cast<std::size_t>(size_), 0);
+  const std::uint64_t mine = bytes;
+  check_mpi(MPI_Gather(&mine, 1, MPI_UINT64_T, sizes.data(), 1, MPI_UINT64_T, root, comm_), "MPI_Gather");
+  std::vector<char> out;
+  constexpr int kTag = 7101;
+  if (rank_ != root) {
+    const auto* p = static_cast<const char*>(data);
+    for (std::size_t done = 0; done < bytes;) {
+      const std::size_t n = std::min(bytes - done, kMaxCount);
+      check_mpi(MPI_Send(p + done, static_cast<int>(n), MPI_BYTE, root, kTag, comm_), "MPI_Send");
+      done += n;
+    }
+    return out;
+  }
+  std::size_t total = 0;
+  for (auto s : sizes) total += s;
+  out.resize(total);
+  std::size_t at = 0;
+  for (int r = 0; r < size_; ++r) {
+    const std::size_t n_r = sizes[static_cast<std::size_t>(r)];
+    if (r == root) {
+      std::memcpy(out.data() + at, data, n_r);
+    } else {
+      for (std::size_t done = 0; done < n_r;) {
+        const std::size_t n = std::min(n_r - done, kMaxCount);
+        check_mpi(MPI_Recv(out.data() + at + done, static_cast<int>(n), MPI_BYTE, r, kTag, comm_, MPI_STATUS_IGNORE),
+                  "MPI_Recv");
+        done += n;
+      }
+    }
+    at += n_r;
+  }
+  return out;
 }
 
 void MpiComm::allreduce_raw(void* data, std::size_t n, DType type, ReduceOp op) {

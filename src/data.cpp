@@ -159,6 +159,7 @@ DataFileInfo inspect_data(const std::string& path, const std::string& x_name,
   DataFileInfo info;
   info.path = path;
   info.x = describe_dataset(file.get(), path, x_name, what);
+  if (y_name.empty()) return info;  // inputs only (predict, sample)
   info.y = describe_dataset(file.get(), path, y_name, what);
   if (info.x.rows != info.y.rows)
     throw input_error("{} '{}': datasets '{}' and '{}' have different row counts ({} and {})", what, path,
@@ -195,7 +196,8 @@ RawRows read_rows(const DataFileInfo& file, RowRange range) {
                                    fmt::format("cannot open '{}'", file.path), Exit::input);
   RawRows raw;
   read_dataset(h.get(), file.x, range, raw.x, file.path, raw.hyperslab_reads);
-  read_dataset(h.get(), file.y, range, raw.y, file.path, raw.hyperslab_reads);
+  if (!file.y.name.empty()) read_dataset(h.get(), file.y, range, raw.y, file.path, raw.hyperslab_reads);
+  else raw.y.resize(0, range.size());
   const Index bx = first_bad_column(raw.x);
   const Index by = first_bad_column(raw.y);
   if (bx >= 0 && (by < 0 || bx <= by)) {
@@ -270,7 +272,8 @@ Mat<float> read_shard(const DataFileInfo& file, RowRange range, Comm& comm,
   Mat<float> out(D + L, range.size());
   if (norm != nullptr && norm->enabled) {
     out.topRows(D) = ((raw.x.colwise() - norm->x_mean).array().colwise() / norm->x_std.array()).cast<float>();
-    out.bottomRows(L) = ((raw.y.colwise() - norm->y_mean).array().colwise() / norm->y_std.array()).cast<float>();
+    if (L > 0)
+      out.bottomRows(L) = ((raw.y.colwise() - norm->y_mean).array().colwise() / norm->y_std.array()).cast<float>();
   } else {
     out.topRows(D) = raw.x.cast<float>();
     out.bottomRows(L) = raw.y.cast<float>();

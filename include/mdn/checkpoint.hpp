@@ -56,15 +56,20 @@ std::string checkpoint_name(const std::string& dir, std::int64_t step);
 /// Throws mdn::Error (exit 1) naming the file on any failure, leaving no temporary behind.
 void write_checkpoint(const std::string& path, const Checkpoint& c);
 
-/// Reads and verifies a checkpoint: format, version, checksum, shapes. Throws mdn::Error
-/// (exit 2) naming the file and what is wrong.
-Checkpoint read_checkpoint(const std::string& path);
-
 /// The checksum stored in a file and the one recomputed from its contents (for `mdn inspect`).
 struct ChecksumStatus {
   std::string stored;
   std::string computed;
   bool ok() const { return !stored.empty() && stored == computed; }
 };
+
+/// Reads and verifies a checkpoint: format, version, checksum, shapes. Throws mdn::Error
+/// (exit 2) naming the file and what is wrong. With `status`, a checksum mismatch is reported
+/// there instead of thrown (the rest is still verified).
+Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status = nullptr);
+
+/// The batch size of the run that wrote `c` (its train.micro_batch), the block size of its
+/// validation; 128 when the stored config cannot tell.
+Index checkpoint_micro_batch(const Checkpoint& c);
 
 }  // namespace mdn

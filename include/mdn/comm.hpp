@@ -67,6 +67,10 @@ class Comm {
                              const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
                              const std::vector<std::int64_t>& recv_counts) = 0;
 
+  /// Concatenates every rank's bytes, in rank order, on `root` (empty elsewhere). Collective;
+  /// any size.
+  virtual std::vector<char> gather(const void* data, std::size_t bytes, int root = 0) = 0;
+
   /// Turns a failure on some ranks into the same mdn::Error on every rank.
   ///
   /// Collective. Each rank passes the exception it caught (or nullptr). When no rank failed this
@@ -102,6 +106,7 @@ class SelfComm final : public Comm {
   void exchange_rows(const float* send, std::size_t width,
                      const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
                      const std::vector<std::int64_t>& recv_counts) override;
+  std::vector<char> gather(const void* data, std::size_t bytes, int root = 0) override;
 
  protected:
   void allreduce_raw(void*, std::size_t, DType, ReduceOp) override {}

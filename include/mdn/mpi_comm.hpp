@@ -27,6 +27,7 @@ class MpiComm final : public Comm {
   void exchange_rows(const float* send, std::size_t width,
                      const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
                      const std::vector<std::int64_t>& recv_counts) override;
+  std::vector<char> gather(const void* data, std::size_t bytes, int root = 0) override;
   MPI_Comm handle() const { return comm_; }
 
  protected:

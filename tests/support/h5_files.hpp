@@ -44,3 +44,33 @@ inline void write_xy(const std::string& path, const std::vector<float>& x, hsize
 }
 
 }  // namespace mdn::test
+
+namespace mdn::test {
+
+/// A whole dataset read as float64, with its dimensions.
+struct Array {
+  std::vector<hsize_t> dims;
+  std::vector<double> data;
+  double operator()(std::size_t i, std::size_t j, std::size_t k = 0) const {
+    const std::size_t d1 = dims.size() > 1 ? dims[1] : 1;
+    const std::size_t d2 = dims.size() > 2 ? dims[2] : 1;
+    return data[(i * d1 + j) * d2 + k];
+  }
+};
+
+inline Array read_array(const std::string& path, const std::string& name) {
+  h5::quiet();
+  const h5::Handle f = h5::checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open " + path);
+  const h5::Handle d = h5::checked(H5Dopen2(f.get(), name.c_str(), H5P_DEFAULT), "dataset " + name);
+  const h5::Handle s = h5::checked(H5Dget_space(d.get()), "space");
+  Array a;
+  a.dims.resize(static_cast<std::size_t>(H5Sget_simple_extent_ndims(s.get())));
+  H5Sget_simple_extent_dims(s.get(), a.dims.data(), nullptr);
+  std::size_t n = 1;
+  for (auto v : a.dims) n *= v;
+  a.data.resize(n);
+  h5::check(H5Dread(d.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.data.data()), "read " + name);
+  return a;
+}
+
+}  // namespace mdn::test

@@ -1,0 +1,55 @@
+// Using a trained model: `mdn eval`, `mdn predict`, `mdn sample`, `mdn inspect`.
+//
+// All take a checkpoint written by any number of ranks and run on any number of ranks: rows are
+// split in whole blocks of the run's micro-batch size, as in validation, so every result is the
+// same for any P. Outputs are in the data's own units.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "mdn/comm.hpp"
+
+namespace mdn {
+
+struct EvalOptions {
+  std::string checkpoint;
+  std::string data;
+  std::string x;  ///< empty: the checkpoint's data.x
+  std::string y;  ///< empty: the checkpoint's data.y
+  bool json = false;
+};
+/// Prints the mean NLL per sample and the row count (rank 0). Returns the exit code.
+int eval_command(const EvalOptions& o, Comm& comm);
+
+struct PredictOptions {
+  std::string checkpoint;
+  std::string input;
+  std::string x;
+  std::string output;
+};
+/// Writes pi (N, K), mu and sigma (N, K, L), mean, variance and mode (N, L) to `output`.
+int predict_command(const PredictOptions& o, Comm& comm);
+
+struct SampleOptions {
+  std::string checkpoint;
+  std::string input;
+  std::string x;
+  std::string output;
+  std::int64_t samples = 1;
+  double temperature = 1.0;        ///< pi = softmax(logits / temperature)
+  double sigma_temperature = 1.0;  ///< sigma multiplied by this
+  std::uint64_t seed = 0;
+};
+/// Writes `samples` (N, S, L): draws from each row's mixture, counter-based in (seed, row, sample).
+int sample_command(const SampleOptions& o, Comm& comm);
+
+struct InspectOptions {
+  std::string checkpoint;
+  bool json = false;
+};
+/// Describes a checkpoint; exit code 2 when its checksum does not hold.
+int inspect_command(const InspectOptions& o, Comm& comm);
+
+}  // namespace mdn

@@ -1,0 +1,357 @@
+#include "mdn/inference.hpp"
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "mdn/checkpoint.hpp"
+#include "mdn/config.hpp"
+#include "mdn/data.hpp"
+#include "mdn/error.hpp"
+#include "mdn/evaluate.hpp"
+#include "mdn/h5.hpp"
+#include "mdn/network.hpp"
+#include "mdn/random.hpp"
+
+namespace mdn {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+struct Model {
+  Checkpoint ck;
+  Index block = 128;
+  std::string data_x = "x";
+  std::string data_y = "y";
+};
+
+/// Reads the checkpoint on every rank (errors settled collectively).
+Model load_model(const std::string& path, Comm& comm) {
+  Model m;
+  comm.collectively([&] {
+    m.ck = read_checkpoint(path);
+    m.block = checkpoint_micro_batch(m.ck);
+    try {
+      const Config stored = parse_config(m.ck.config, "stored config");
+      m.data_x = stored.data.x;
+      m.data_y = stored.data.y;
+    } catch (const Error&) {
+    }
+  });
+  return m;
+}
+
+/// This rank's block-aligned rows of `path`, normalised with the model's statistics.
+struct Inputs {
+  DataFileInfo file;
+  RowRange range;
+  Mat<float> rows;  // (D [+ L], n)
+};
+
+Inputs read_inputs(const Model& m, const std::string& path, const std::string& x, const std::string& y,
+                   const std::string& what, Comm& comm) {
+  Inputs in;
+  comm.collectively([&] {
+    in.file = inspect_data(path, x, y, what);
+    if (in.file.x.cols != m.ck.model.input_dim)
+      throw input_error("{} '{}': dataset '{}' has {} columns; the model takes {} inputs", what, path, x,
+                        in.file.x.cols, m.ck.model.input_dim);
+    if (!y.empty() && in.file.y.cols != m.ck.model.output_dim)
+      throw input_error("{} '{}': dataset '{}' has {} columns; the model has {} outputs", what, path, y,
+                        in.file.y.cols, m.ck.model.output_dim);
+  });
+  in.range = block_shard_of(in.file.x.rows, m.block, comm.size(), comm.rank());
+  in.rows = read_shard(in.file, in.range, comm, m.ck.norm.enabled ? &m.ck.norm : nullptr, nullptr);
+  return in;
+}
+
+/// The output file must be creatable before any work is done.
+void check_output(const std::string& path, Comm& comm) {
+  comm.collectively([&] {
+    if (!comm.is_root()) return;
+    const fs::path p(path);
+    const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) throw input_error("--output '{}' is a directory", path);
+    if (!fs::is_directory(dir, ec)) throw input_error("--output '{}': directory '{}' does not exist", path, dir.string());
+    if (access(dir.c_str(), W_OK | X_OK) != 0)
+      throw input_error("--output '{}': directory '{}' is not writable", path, dir.string());
+  });
+}
+
+struct OutputDataset {
+  std::string name;
+  std::vector<hsize_t> dims;
+  const double* data;
+};
+
+/// Writes float64 datasets to `path` atomically (temporary name, then rename). Rank 0 only.
+void write_output(const std::string& path, const std::vector<OutputDataset>& sets, const json& attrs) {
+  h5::quiet();
+  const std::string tmp = path + ".tmp";
+  try {
+    h5::Handle f = h5::checked(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+                               fmt::format("cannot create '{}'", tmp));
+    for (const auto& d : sets) {
+      const h5::Handle space = h5::checked(H5Screate_simple(static_cast<int>(d.dims.size()), d.dims.data(), nullptr), d.name);
+      const h5::Handle ds = h5::checked(
+          H5Dcreate2(f.get(), d.name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+          fmt::format("'{}': dataset '{}'", path, d.name));
+      h5::check(H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, d.data),
+                fmt::format("'{}': writing '{}'", path, d.name));
+    }
+    for (const auto& [key, value] : attrs.items()) {
+      const std::string text = value.is_string() ? value.get<std::string>() : value.dump();
+      const h5::Handle type = h5::checked(H5Tcopy(H5T_C_S1), "type");
+      H5Tset_size(type.get(), H5T_VARIABLE);
+      H5Tset_cset(type.get(), H5T_CSET_UTF8);
+      const h5::Handle space = h5::checked(H5Screate(H5S_SCALAR), "space");
+      const h5::Handle a = h5::checked(H5Acreate2(f.get(), key.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                                       fmt::format("'{}': attribute '{}'", path, key));
+      const char* p = text.c_str();
+      h5::check(H5Awrite(a.get(), type.get(), &p), key);
+    }
+    f.close(fmt::format("'{}': close", path));
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      throw run_error("cannot rename '{}' to '{}': {}", tmp, path, std::strerror(errno));
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
+/// Gathers each rank's row-major (n, width) doubles into the global (N, width) on rank 0.
+std::vector<double> gather_rows(const std::vector<double>& local, Comm& comm) {
+  const std::vector<char> bytes = comm.gather(local.data(), local.size() * sizeof(double));
+  std::vector<double> all(bytes.size() / sizeof(double));
+  if (!bytes.empty()) std::memcpy(all.data(), bytes.data(), bytes.size());
+  return all;
+}
+
+/// The mixture of every local row, in data units: pi (n, K), mu and sigma (n, K L).
+struct Mixtures {
+  Eigen::MatrixXd pi, mu, sigma;
+};
+
+Mixtures mixtures(const Model& m, const Mat<float>& rows) {
+  const ModelSpec& spec = m.ck.model;
+  const Index D = spec.input_dim, K = spec.components, L = spec.output_dim, n = rows.cols();
+  Network<float> net(spec, m.block);
+  Mixtures out{Eigen::MatrixXd(n, K), Eigen::MatrixXd(n, K * L), Eigen::MatrixXd(n, K * L)};
+  // Every block is computed in buffers of the same shape and alignment, so that vectorised and
+  // scalar code paths (which round transcendental functions differently) meet the same elements
+  // whatever the block's position in this rank's rows: the results do not depend on P.
+  Mat<float> x(D, m.block);
+  Eigen::MatrixXd pi(m.block, K), mu(m.block, K * L), sigma(m.block, K * L);
+  for (Index j = 0; j < n; j += m.block) {
+    const Index len = std::min(m.block, n - j);
+    x.leftCols(len) = rows.block(0, j, D, len);
+    net.mixture(m.ck.params.data(), x.leftCols(len), pi.topRows(len), mu.topRows(len), sigma.topRows(len));
+    out.pi.middleRows(j, len) = pi.topRows(len);
+    out.mu.middleRows(j, len) = mu.topRows(len);
+    out.sigma.middleRows(j, len) = sigma.topRows(len);
+  }
+  if (m.ck.norm.enabled) {
+    for (Index k = 0; k < K; ++k)
+      for (Index l = 0; l < L; ++l) {
+        out.mu.col(k * L + l) = out.mu.col(k * L + l) * m.ck.norm.y_std(l) + Eigen::VectorXd::Constant(n, m.ck.norm.y_mean(l));
+        out.sigma.col(k * L + l) *= m.ck.norm.y_std(l);
+      }
+  }
+  return out;
+}
+
+std::string describe_model(const ModelSpec& s) {
+  std::string hidden;
+  for (int w : s.hidden) hidden += (hidden.empty() ? "" : ", ") + std::to_string(w);
+  return fmt::format("{} -> [{}] {} -> K = {} components, {} sigma (sigma_min {}); {} parameters", s.input_dim, hidden,
+                     to_string(s.activation), s.components, to_string(s.sigma), s.sigma_min, Layout(s).size());
+}
+
+}  // namespace
+
+int eval_command(const EvalOptions& o, Comm& comm) {
+  const Model m = load_model(o.checkpoint, comm);
+  const std::string x = o.x.empty() ? m.data_x : o.x;
+  const std::string y = o.y.empty() ? m.data_y : o.y;
+  const Inputs in = read_inputs(m, o.data, x, y, "--data", comm);
+  Network<float> net(m.ck.model, m.block);
+  const EvalResult r = evaluate(net, m.ck.params.data(), in.rows, comm);
+  const double nll = r.nll_sum / static_cast<double>(r.rows) + m.ck.norm.log_det_y();
+  if (comm.is_root()) {
+    if (o.json) {
+      std::printf("%s\n", json{{"nll", nll}, {"count", r.rows}, {"checkpoint", o.checkpoint}, {"data", o.data},
+                               {"step", m.ck.step}}.dump().c_str());
+    } else {
+      std::printf("nll %.6f  (%lld rows of '%s'; mean negative log-likelihood per sample, nats, data units)\n", nll,
+                  static_cast<long long>(r.rows), o.data.c_str());
+    }
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+int predict_command(const PredictOptions& o, Comm& comm) {
+  check_output(o.output, comm);
+  const Model m = load_model(o.checkpoint, comm);
+  const Inputs in = read_inputs(m, o.input, o.x.empty() ? m.data_x : o.x, "", "--input", comm);
+  const Index K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();
+  const Mixtures mix = mixtures(m, in.rows);
+  // Row-major per row: pi (K), mu (K L), sigma (K L), mean (L), variance (L), mode (L).
+  const Index width = K + 2 * K * L + 3 * L;
+  std::vector<double> local(static_cast<std::size_t>(n * width));
+  for (Index j = 0; j < n; ++j) {
+    double* row = local.data() + j * width;
+    Index heaviest = 0;
+    mix.pi.row(j).maxCoeff(&heaviest);
+    for (Index k = 0; k < K; ++k) row[k] = mix.pi(j, k);
+    for (Index c = 0; c < K * L; ++c) {
+      row[K + c] = mix.mu(j, c);
+      row[K + K * L + c] = mix.sigma(j, c);
+    }
+    for (Index l = 0; l < L; ++l) {
+      double mean = 0;
+      for (Index k = 0; k < K; ++k) mean += mix.pi(j, k) * mix.mu(j, k * L + l);
+      double var = 0;  // law of total variance, in the stable form sum pi (sigma^2 + (mu - mean)^2)
+      for (Index k = 0; k < K; ++k) {
+        const double d = mix.mu(j, k * L + l) - mean;
+        var += mix.pi(j, k) * (mix.sigma(j, k * L + l) * mix.sigma(j, k * L + l) + d * d);
+      }
+      row[K + 2 * K * L + l] = mean;
+      row[K + 2 * K * L + L + l] = var;
+      row[K + 2 * K * L + 2 * L + l] = mix.mu(j, heaviest * L + l);
+    }
+  }
+  const std::vector<double> all = gather_rows(local, comm);
+  comm.collectively([&] {
+    if (!comm.is_root()) return;
+    const auto N = static_cast<hsize_t>(in.file.x.rows);
+    const auto k = static_cast<hsize_t>(K), l = static_cast<hsize_t>(L);
+    // Split the rows into one array per dataset.
+    auto column_block = [&](Index first, Index count) {
+      std::vector<double> v(static_cast<std::size_t>(N) * static_cast<std::size_t>(count));
+      for (hsize_t i = 0; i < N; ++i)
+        std::copy_n(all.data() + i * static_cast<hsize_t>(width) + first, count, v.data() + i * static_cast<hsize_t>(count));
+      return v;
+    };
+    const auto pi = column_block(0, K), mu = column_block(K, K * L), sigma = column_block(K + K * L, K * L);
+    const auto mean = column_block(K + 2 * K * L, L), var = column_block(K + 2 * K * L + L, L),
+               mode = column_block(K + 2 * K * L + 2 * L, L);
+    write_output(o.output,
+                 {{"pi", {N, k}, pi.data()}, {"mu", {N, k, l}, mu.data()}, {"sigma", {N, k, l}, sigma.data()},
+                  {"mean", {N, l}, mean.data()}, {"variance", {N, l}, var.data()}, {"mode", {N, l}, mode.data()}},
+                 {{"checkpoint", o.checkpoint}, {"input", o.input}, {"units", "data (as stored in the input file)"}});
+    std::printf("wrote '%s': pi (%llu, %lld), mu and sigma (%llu, %lld, %lld), mean, variance and mode (%llu, %lld)\n",
+                o.output.c_str(), static_cast<unsigned long long>(N), static_cast<long long>(K),
+                static_cast<unsigned long long>(N), static_cast<long long>(K), static_cast<long long>(L),
+                static_cast<unsigned long long>(N), static_cast<long long>(L));
+    std::fflush(stdout);
+  });
+  return 0;
+}
+
+int sample_command(const SampleOptions& o, Comm& comm) {
+  if (o.samples < 1) throw Error(Exit::input, "--samples must be at least 1", true);
+  if (!(o.temperature > 0) || !std::isfinite(o.temperature))
+    throw Error(Exit::input, "--temperature must be positive", true);
+  if (!(o.sigma_temperature > 0) || !std::isfinite(o.sigma_temperature))
+    throw Error(Exit::input, "--sigma-temperature must be positive", true);
+  check_output(o.output, comm);
+  const Model m = load_model(o.checkpoint, comm);
+  const Inputs in = read_inputs(m, o.input, o.x.empty() ? m.data_x : o.x, "", "--input", comm);
+  const Index K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();
+  const Index S = o.samples;
+  const double need = static_cast<double>(in.file.x.rows) * static_cast<double>(S * L) * 8.0;
+  if (need > 16.0 * (1 << 30))
+    throw Error(Exit::input, fmt::format("--samples {}: the output would hold {:.1f} GiB", S, need / (1 << 30)), true);
+  const Mixtures mix = mixtures(m, in.rows);
+  std::vector<double> local(static_cast<std::size_t>(n * S * L));
+  Eigen::VectorXd w(K);
+  for (Index j = 0; j < n; ++j) {
+    // pi_T = softmax(log pi / T), the same as softmax(logits / T).
+    w = (mix.pi.row(j).transpose().array().log() / o.temperature).matrix();
+    w = (w.array() - w.maxCoeff()).exp().matrix();
+    w /= w.sum();
+    const auto row = static_cast<std::uint64_t>(in.range.begin + j);
+    for (Index s = 0; s < S; ++s) {
+      // Sample s of row i uses counters [s (1 + 2L), (s + 1)(1 + 2L)) of stream kSample + i.
+      rng::Sequence r(o.seed, rng::kSample + row, static_cast<std::uint64_t>(s * (1 + 2 * L)));
+      const double u = r.uniform();
+      Index k = 0;
+      for (double acc = w(0); k + 1 < K && u >= acc; acc += w(++k)) {
+      }
+      double* out = local.data() + (j * S + s) * L;
+      for (Index l = 0; l < L; ++l) out[l] = mix.mu(j, k * L + l) + o.sigma_temperature * mix.sigma(j, k * L + l) * r.normal();
+    }
+  }
+  const std::vector<double> all = gather_rows(local, comm);
+  comm.collectively([&] {
+    if (!comm.is_root()) return;
+    const auto N = static_cast<hsize_t>(in.file.x.rows);
+    write_output(o.output, {{"samples", {N, static_cast<hsize_t>(S), static_cast<hsize_t>(L)}, all.data()}},
+                 {{"checkpoint", o.checkpoint}, {"input", o.input}, {"seed", std::to_string(o.seed)},
+                  {"temperature", fmt::format("{}", o.temperature)},
+                  {"sigma_temperature", fmt::format("{}", o.sigma_temperature)}});
+    std::printf("wrote '%s': samples (%llu, %lld, %lld)\n", o.output.c_str(), static_cast<unsigned long long>(N),
+                static_cast<long long>(S), static_cast<long long>(L));
+    std::fflush(stdout);
+  });
+  return 0;
+}
+
+int inspect_command(const InspectOptions& o, Comm& comm) {
+  Checkpoint ck;
+  ChecksumStatus status;
+  comm.collectively([&] {
+    if (comm.is_root()) ck = read_checkpoint(o.checkpoint, &status);
+  });
+  if (!comm.is_root()) return comm.max(0);
+  const ModelSpec& s = ck.model;
+  if (o.json) {
+    json j = {{"checkpoint", o.checkpoint}, {"format", "mdn-checkpoint"}, {"format_version", kCheckpointFormatVersion},
+              {"checksum_ok", status.ok()}, {"checksum", status.stored}, {"checksum_computed", status.computed},
+              {"step", ck.step}, {"epoch", ck.epoch}, {"samples_seen", ck.samples_seen}, {"world_size", ck.world_size},
+              {"parameters", Layout(s).size()}, {"input_dim", s.input_dim}, {"output_dim", s.output_dim},
+              {"components", s.components}, {"hidden", s.hidden}, {"activation", to_string(s.activation)},
+              {"sigma", to_string(s.sigma)}, {"sigma_min", s.sigma_min}, {"normalization", ck.norm.enabled},
+              {"optimizer", to_string(ck.optimizer)}, {"optimizer_step", ck.optimizer_steps},
+              {"best_valid_nll", std::isnan(ck.best_valid_nll) ? json(nullptr) : json(ck.best_valid_nll)},
+              {"config", ck.config}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("checkpoint  %s\n", o.checkpoint.c_str());
+    std::printf("format      mdn-checkpoint, version %d\n", kCheckpointFormatVersion);
+    std::printf("checksum    %s\n", status.ok() ? ("ok (" + status.stored + ")").c_str()
+                                                : ("MISMATCH: stored " + status.stored + ", computed " + status.computed).c_str());
+    std::printf("model       %s\n", describe_model(s).c_str());
+    std::printf("data        D = %d inputs, L = %d outputs, normalisation %s\n", s.input_dim, s.output_dim,
+                ck.norm.enabled ? "on" : "off");
+    std::printf("progress    step %lld, epoch %lld, %lld samples seen; saved by %lld rank%s\n",
+                static_cast<long long>(ck.step), static_cast<long long>(ck.epoch), static_cast<long long>(ck.samples_seen),
+                static_cast<long long>(ck.world_size), ck.world_size == 1 ? "" : "s");
+    std::printf("optimizer   %s, step %lld\n", to_string(ck.optimizer), static_cast<long long>(ck.optimizer_steps));
+    if (std::isnan(ck.best_valid_nll)) std::printf("best valid  none\n");
+    else std::printf("best valid  %.6f\n", ck.best_valid_nll);
+    std::printf("config\n");
+    std::string cfg = ck.config;
+    for (std::size_t at = 0; at < cfg.size();) {
+      const auto nl = cfg.find('\n', at);
+      std::printf("  %s\n", cfg.substr(at, nl - at).c_str());
+      if (nl == std::string::npos) break;
+      at = nl + 1;
+    }
+  }
+  std::fflush(stdout);
+  const int code = status.ok() ? 0 : static_cast<int>(Exit::input);
+  if (!status.ok()) std::fprintf(stderr, "mdn: error: checkpoint '%s': checksum mismatch: the file is corrupt\n", o.checkpoint.c_str());
+  return comm.max(code);
+}
+
+}  // namespace mdn

@@ -1,0 +1,74 @@
+#!/usr/bin/python3
+"""A dataset drawn from a known conditional mixture, so the best achievable NLL is known.
+
+For x ~ U(-1, 1)^D, y | x follows a mixture of K diagonal Gaussians whose weights, means and scales
+all vary smoothly with x (component k, angle t_k = 2 pi k / K):
+    logits   a_k(x)    = 1.5 sin(t_k + pi x_0) + 0.5 cos(t_k) x_1
+    means    mu_kl(x)  = 2 cos(t_k + l pi / 2 + 0.8 x_0) + 0.5 x_{(l+1) mod D}
+    scales   s_kl(x)   = 0.12 + 0.08 (1 + sin(t_k + l + 1.5 x_{l mod D}))
+Datasets: x (N, D), y (N, L) float32, and logp_true (N,) float64, log p(y | x) under the true
+mixture (evaluated in log space at the float32 values written), so -mean(logp_true) is the NLL of
+the true model: no model can do better on average.
+
+    tools/gen_known_density.py OUT.h5 [--rows N] [--inputs D] [--outputs L] [--components K] [--seed S]
+"""
+import argparse
+
+import h5py
+import numpy as np
+
+
+def mixture(x, L, K):
+    D = x.shape[1]
+    t = 2 * np.pi * np.arange(K) / K                                      # (K,)
+    logits = 1.5 * np.sin(t[None, :] + np.pi * x[:, :1]) + 0.5 * np.cos(t)[None, :] * x[:, 1:2]
+    l = np.arange(L)
+    mu = 2 * np.cos(t[None, :, None] + l[None, None, :] * np.pi / 2 + 0.8 * x[:, None, :1]) \
+        + 0.5 * x[:, (l + 1) % D][:, None, :]                             # (N, K, L)
+    s = 0.12 + 0.08 * (1 + np.sin(t[None, :, None] + l[None, None, :] + 1.5 * x[:, l % D][:, None, :]))
+    return logits, mu, s
+
+
+def log_density(x, y, L, K):
+    logits, mu, s = mixture(x.astype(np.float64), L, K)
+    logpi = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    z = (y.astype(np.float64)[:, None, :] - mu) / s
+    lognorm = -0.5 * z * z - np.log(s) - 0.5 * np.log(2 * np.pi)
+    return np.logaddexp.reduce(logpi + lognorm.sum(axis=2), axis=1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out")
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--inputs", type=int, default=2, help="D >= 2 (default 2)")
+    ap.add_argument("--outputs", type=int, default=2, help="L >= 2 (default 2)")
+    ap.add_argument("--components", type=int, default=3, help="K >= 3 (default 3)")
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    if a.rows < 1 or a.inputs < 2 or a.outputs < 2 or a.components < 3:
+        ap.error("need --rows >= 1, --inputs >= 2, --outputs >= 2, --components >= 3")
+    rng = np.random.default_rng(a.seed)
+    x = rng.uniform(-1, 1, size=(a.rows, a.inputs))
+    logits, mu, s = mixture(x, a.outputs, a.components)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    k = (rng.uniform(size=(a.rows, 1)) > np.cumsum(p, axis=1)).sum(axis=1)
+    rows = np.arange(a.rows)
+    y = mu[rows, k] + s[rows, k] * rng.normal(size=(a.rows, a.outputs))
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    logp = log_density(x32, y32, a.outputs, a.components)
+    with h5py.File(a.out, "w") as f:
+        f.create_dataset("x", data=x32)
+        f.create_dataset("y", data=y32)
+        f.create_dataset("logp_true", data=logp)
+        f.attrs["generator"] = "known_density"
+        f.attrs["components"] = a.components
+        f.attrs["seed"] = a.seed
+        f.attrs["true_nll"] = -logp.mean()
+    print(f"wrote {a.out}: {a.rows} rows, D={a.inputs}, L={a.outputs}, K={a.components} (seed {a.seed}); "
+          f"NLL of the true density {-logp.mean():.4f} nats/sample")
+
+
+if __name__ == "__main__":
+    main()
