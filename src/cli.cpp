@@ -10,6 +10,7 @@
 #include "mdn/error.hpp"
 #include "mdn/inference.hpp"
 #include "mdn/prepare.hpp"
+#include "mdn/signals.hpp"
 #include "mdn/trainer.hpp"
 
 namespace mdn::cli {
@@ -150,6 +151,10 @@ Outcome run(int argc, char** argv, Comm& world) {
     }
     if (app.get_subcommands().empty())
       throw Error(Exit::input, "no command given; run 'mdn --help' for usage", true);
+    // Stop signals matter to `train` only (which narrows them to run.signals); every other command
+    // gets the default actions back. The stall watchdog's default until a config says otherwise.
+    if (!train->parsed()) keep_stop_handlers({});
+    world.set_timeout(600.0);
     if (check->parsed()) run_check(check_opts, world);
     if (train->parsed()) return {train_command(train_opts.config, train_opts.sets, world), false};
     if (eval->parsed()) return {eval_command(eval_opts, world), false};

@@ -1,7 +1,10 @@
 #include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstring>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -116,7 +119,35 @@ MpiComm::~MpiComm() {
   if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);  // error ignored: never throw
 }
 
-void MpiComm::barrier() { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+void MpiComm::wait(MPI_Request& request, const char* call) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  int done = 0;
+  for (long spins = 0;; ++spins) {
+    check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), call);
+    if (done) return;
+    // Spin for the first millisecond (the step's collectives), then poll gently: ranks may wait
+    // minutes for rank 0's checkpoint write.
+    const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+    if (waited > 1e-3) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    if (timeout_ > 0 && waited > timeout_) {
+      const std::string at = phase_step_ >= 0 ? fmt::format("step {} ({})", phase_step_, phase_) : std::string(phase_);
+      std::fprintf(stderr,
+                   "mdn: error (rank %d of %d): %s made no progress for %.0f s in %s: another rank has stopped "
+                   "or hangs (comm.timeout_seconds); aborting the job\n",
+                   rank_, size_, call, timeout_, at.c_str());
+      std::fflush(stderr);
+      MPI_Abort(comm_, static_cast<int>(Exit::failure));
+    }
+    (void)spins;
+  }
+}
+
+void MpiComm::barrier() {
+  MPI_Request r;
+  check_mpi(MPI_Ibarrier(comm_, &r), "MPI_Ibarrier");
+  wait(r, "MPI_Ibarrier");
+}
 
 namespace {
 
@@ -178,23 +209,28 @@ void MpiComm::exchange_rows(const float* send, std::size_t width,
       offset += static_cast<MPI_Aint>(recv_counts[t]) * static_cast<MPI_Aint>(width * sizeof(float));
     }
   }
-  check_mpi(MPI_Alltoallw(send, scounts.data(), displs.data(), stypes.data(), recv, rcounts.data(),
-                          displs.data(), rtypes.data(), comm_),
-            "MPI_Alltoallw");
+  MPI_Request req;
+  check_mpi(MPI_Ialltoallw(send, scounts.data(), displs.data(), stypes.data(), recv, rcounts.data(),
+                           displs.data(), rtypes.data(), comm_, &req),
+            "MPI_Ialltoallw");
+  wait(req, "MPI_Ialltoallw");
 }
 
 std::vector<char> MpiComm::gather(const void* data, std::size_t bytes, int root) {
   // Sizes first, then each rank's bytes in pieces of at most kMaxCount (MPI counts are ints).
   std::vector<std::uint64_t> sizes(static_cast<std::size_t>(size_), 0);
   const std::uint64_t mine = bytes;
-  check_mpi(MPI_Gather(&mine, 1, MPI_UINT64_T, sizes.data(), 1, MPI_UINT64_T, root, comm_), "MPI_Gather");
+  MPI_Request req;
+  check_mpi(MPI_Igather(&mine, 1, MPI_UINT64_T, sizes.data(), 1, MPI_UINT64_T, root, comm_, &req), "MPI_Igather");
+  wait(req, "MPI_Igather");
   std::vector<char> out;
   constexpr int kTag = 7101;
   if (rank_ != root) {
     const auto* p = static_cast<const char*>(data);
     for (std::size_t done = 0; done < bytes;) {
       const std::size_t n = std::min(bytes - done, kMaxCount);
-      check_mpi(MPI_Send(p + done, static_cast<int>(n), MPI_BYTE, root, kTag, comm_), "MPI_Send");
+      check_mpi(MPI_Isend(p + done, static_cast<int>(n), MPI_BYTE, root, kTag, comm_, &req), "MPI_Isend");
+      wait(req, "MPI_Isend");
       done += n;
     }
     return out;
@@ -210,8 +246,9 @@ std::vector<char> MpiComm::gather(const void* data, std::size_t bytes, int root)
     } else {
       for (std::size_t done = 0; done < n_r;) {
         const std::size_t n = std::min(n_r - done, kMaxCount);
-        check_mpi(MPI_Recv(out.data() + at + done, static_cast<int>(n), MPI_BYTE, r, kTag, comm_, MPI_STATUS_IGNORE),
-                  "MPI_Recv");
+        check_mpi(MPI_Irecv(out.data() + at + done, static_cast<int>(n), MPI_BYTE, r, kTag, comm_, &req),
+                  "MPI_Irecv");
+        wait(req, "MPI_Irecv");
         done += n;
       }
     }
@@ -226,9 +263,11 @@ void MpiComm::allreduce_raw(void* data, std::size_t n, DType type, ReduceOp op) 
   std::size_t done = 0;
   do {
     const std::size_t count = std::min(n - done, kMaxCount);
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, bytes + done * width, static_cast<int>(count),
-                            mpi_type(type), mpi_op(op), comm_),
-              "MPI_Allreduce");
+    MPI_Request req;
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, bytes + done * width, static_cast<int>(count),
+                             mpi_type(type), mpi_op(op), comm_, &req),
+              "MPI_Iallreduce");
+    wait(req, "MPI_Iallreduce");
     done += count;
   } while (done < n);
 }
@@ -238,7 +277,9 @@ void MpiComm::broadcast_raw(void* data, std::size_t bytes, int root) {
   std::size_t done = 0;
   do {  // at least one call, so that a bad root is reported even for an empty buffer
     const std::size_t count = std::min(bytes - done, kMaxCount);
-    check_mpi(MPI_Bcast(p + done, static_cast<int>(count), MPI_BYTE, root, comm_), "MPI_Bcast");
+    MPI_Request req;
+    check_mpi(MPI_Ibcast(p + done, static_cast<int>(count), MPI_BYTE, root, comm_, &req), "MPI_Ibcast");
+    wait(req, "MPI_Ibcast");
     done += count;
   } while (done < bytes);
 }

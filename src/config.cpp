@@ -275,6 +275,25 @@ std::vector<KeySpec> build_keys() {
                  c.run.seed = static_cast<std::uint64_t>(v);
                },
                [](const Config& c) { return std::to_string(c.run.seed); }});
+  k.push_back({"run.signals", "list of strings", "each USR1 | USR2 | TERM",
+               "Signals that stop training at the next step boundary with a checkpoint and exit code 75 "
+               "(SLURM's warning before the time limit; USR1 is the reliable one under mpirun).",
+               [](Config& c, const Node& n) {
+                 if (!n.IsSequence()) bad(fmt::format("expected a list such as [USR1, TERM], got {}", scalar_text(n)));
+                 std::vector<std::string> v;
+                 for (std::size_t i = 0; i < n.size(); ++i) {
+                   const std::string s = to_text(n[i]);
+                   if (s != "USR1" && s != "USR2" && s != "TERM")
+                     bad(fmt::format("element {}: must be USR1, USR2 or TERM, got '{}'", i, s));
+                   v.push_back(s);
+                 }
+                 c.run.signals = std::move(v);
+               },
+               [](const Config& c) {
+                 std::string s = "[";
+                 for (const auto& v : c.run.signals) s += (s.size() > 1 ? ", " : "") + v;
+                 return s + "]";
+               }});
   // data
   k.push_back(text("data.train", [](Config& c) -> std::string& { return c.data.train; }, true,
                    "HDF5 file with the training rows."));
@@ -379,6 +398,11 @@ std::vector<KeySpec> build_keys() {
   // log
   k.push_back(integer("log.every_steps", [](Config& c) -> std::int64_t& { return c.log.every_steps; }, 1, kIntMax,
                       "Progress line and metrics.jsonl record every this many steps (and at the last)."));
+  // comm
+  k.push_back(optional_real("comm.timeout_seconds", [](Config& c) -> std::optional<double>& { return c.comm.timeout_seconds; },
+                            kPositive,
+                            "Stall watchdog: a collective that makes no progress for this long ends the job with an "
+                            "error naming the step and phase (must exceed the longest checkpoint write); null: wait forever."));
   return k;
 }
 

@@ -9,7 +9,7 @@
 namespace mdn {
 
 Faults Faults::parse(const std::string& spec) {
-  static const std::set<std::string> known = {"nonfinite", "overflow"};
+  static const std::set<std::string> known = {"nonfinite", "overflow", "slow", "stall"};
   Faults f;
   std::stringstream items(spec);
   std::string item;

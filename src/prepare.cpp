@@ -54,6 +54,7 @@ Config load_config_collectively(const std::string& path, const std::vector<std::
   comm.broadcast(text);
   Config c;
   comm.collectively([&] { c = parse_config(text, path, sets); });
+  comm.set_timeout(c.comm.timeout_seconds.value_or(0.0));
   return c;
 }
 

@@ -1,6 +1,7 @@
 #include "mdn/signals.hpp"
 
 #include <csignal>
+#include <utility>
 
 #include "mdn/error.hpp"
 
@@ -27,6 +28,15 @@ void install_stop_handlers(const std::vector<std::string>& signals) {
     sa.sa_flags = SA_RESTART;
     if (sigaction(sig, &sa, nullptr) != 0) throw run_error("cannot install a handler for SIG{}", name);
   }
+}
+
+void keep_stop_handlers(const std::vector<std::string>& signals) {
+  for (const auto& [name, sig] : {std::pair<const char*, int>{"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}}) {
+    bool keep = false;
+    for (const auto& s : signals) keep |= s == name;
+    if (!keep) std::signal(sig, SIG_DFL);
+  }
+  install_stop_handlers(signals);
 }
 
 bool stop_signal_received() { return g_signal != 0; }

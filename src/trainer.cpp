@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <regex>
+#include <thread>
 
 #include "mdn/clip.hpp"
 #include "mdn/error.hpp"
@@ -118,6 +119,12 @@ Trainer::StepOutcome Trainer::train_step(Index batch) {
   const BatchSpec& b = p_.batches;
   const Index micro_total = (b.batch_rows(batch) + b.micro - 1) / b.micro;
   const Faults& faults = Faults::get();
+  comm_.set_phase("computing and reducing the step's gradients", step_ + 1);
+  if (faults.any()) {
+    if (faults.at("slow", step_ + 1, comm_.rank()))
+      std::this_thread::sleep_for(std::chrono::milliseconds(faults.param("slow", "ms", 0)));
+    if (faults.at("stall", step_ + 1, comm_.rank())) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
   {
     Timer t(interval_.t_compute);
     for (std::size_t k = 0; k < local.size(); ++k) {
@@ -193,6 +200,7 @@ void Trainer::log_train(const StepOutcome& last, bool force) {
 
 double Trainer::validate() {
   Timer t(interval_.t_other);
+  comm_.set_phase("validation", step_);
   const EvalResult r = evaluate(net_, params_.data(), p_.valid_shard, comm_);
   const double nll = r.nll_sum / static_cast<double>(r.rows) + p_.norm.log_det_y();
   if (comm_.is_root()) {
@@ -223,6 +231,7 @@ Checkpoint Trainer::snapshot() const {
 
 void Trainer::save_step_checkpoint() {
   Timer t(interval_.t_other);
+  comm_.set_phase("writing a checkpoint (rank 0)", step_);
   const std::string dir = checkpoint_dir(c_);
   const std::string path = checkpoint_name(dir, step_);
   comm_.collectively([&] {
@@ -241,6 +250,7 @@ void Trainer::save_step_checkpoint() {
 
 void Trainer::save_best() {
   Timer t(interval_.t_other);
+  comm_.set_phase("writing best.h5 (rank 0)", step_);
   const std::string path = checkpoint_dir(c_) + "/best.h5";
   comm_.collectively([&] {
     if (!comm_.is_root()) return;
@@ -261,6 +271,7 @@ RunEnd Trainer::run() {
     const std::int64_t e = step_ / per_epoch;
     {
       Timer t(interval_.t_io);
+      comm_.set_phase("exchanging the epoch's rows", step_ + 1);
       data_.start_epoch(e);
     }
     for (Index b = step_ % per_epoch; b < per_epoch && step_ < total_steps_; ++b) {
@@ -301,6 +312,11 @@ RunEnd Trainer::run() {
           out.flags.checkpoint;
       if (out.flags.stop) {
         if (last_checkpoint_step_ != step_) save_step_checkpoint();
+        if (comm_.is_root()) {
+          std::printf("stopped by a signal at step %lld: checkpoint '%s'; run the same command to resume (exit code 75)\n",
+                      static_cast<long long>(step_), checkpoint_name(checkpoint_dir(c_), step_).c_str());
+          std::fflush(stdout);
+        }
         return RunEnd::stopped_by_signal;
       }
       if (scheduled && last_checkpoint_step_ != step_) save_step_checkpoint();
@@ -460,6 +476,7 @@ int train_command(const std::string& config_path, const std::vector<std::string>
     });
   });
   const Config& c = p.config;
+  keep_stop_handlers(c.run.signals);
   if (comm.is_root())
     for (const auto& s : plan.skipped) std::fprintf(stderr, "mdn: warning: skipping a corrupt checkpoint: %s\n", s.c_str());
   if (finished) {

@@ -35,7 +35,7 @@ TEST(MpiComm, FailedCallBecomesErrorWithMpiMessage) {
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Exit::failure);
-    EXPECT_NE(std::string(e.what()).find("MPI_Bcast failed: MPI_ERR_ROOT"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("MPI_Ibcast failed: MPI_ERR_ROOT"), std::string::npos)
         << e.what();
   }
   EXPECT_EQ(c.sum(1), c.size());  // the communicator still works

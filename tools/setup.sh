@@ -16,7 +16,8 @@ pkgs_build=(g++ cmake make pkg-config
             libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
             libeigen3-dev libyaml-cpp-dev libgtest-dev
             libcli11-dev nlohmann-json3-dev librandom123-dev libxxhash-dev libfmt-dev)
-pkgs_test=(python3 python3-h5py python3-numpy python3-xxhash python3-torch python3-matplotlib hdf5-tools)
+pkgs_test=(python3 python3-h5py python3-numpy python3-xxhash python3-torch python3-matplotlib hdf5-tools
+           slurm-wlm munge)
 pkgs_demo=(python3 python3-h5py python3-numpy python3-matplotlib)
 
 want=("${pkgs_build[@]}")

@@ -60,6 +60,13 @@ class Comm {
 
   virtual void barrier() = 0;
 
+  /// What the rank is doing, for the stall watchdog's message: a string with static storage
+  /// (no allocation on the hot path) and the step (or -1).
+  virtual void set_phase(const char* /*what*/, std::int64_t /*step*/ = -1) {}
+  /// Collectives that make no progress for this long end the job with a clear error (MPI_Abort)
+  /// naming the step and phase; <= 0: wait forever.
+  virtual void set_timeout(double /*seconds*/) {}
+
   /// Row exchange (all-to-all). A row is `width` floats. To each rank t this rank sends the rows
   /// of `send` whose indices send_rows[t] lists, in that order; from each rank s it receives
   /// recv_counts[s] rows, stored contiguously in `recv`, blocks in rank order. Collective.

@@ -31,6 +31,7 @@ struct Config {
   struct Run {
     std::string dir;
     std::uint64_t seed = 0;
+    std::vector<std::string> signals = {"USR1", "USR2", "TERM"};
   } run;
   struct Data {
     std::string train;
@@ -80,6 +81,9 @@ struct Config {
   struct Log {
     std::int64_t every_steps = 50;
   } log;
+  struct CommSection {
+    std::optional<double> timeout_seconds = 600.0;
+  } comm;
 
   /// Where each key's value came from: "FILE:LINE:COL", "--set KEY=VALUE", or absent (default).
   std::map<std::string, std::string> origin;

@@ -3,6 +3,8 @@
 //
 //   MDN_FAULT="nonfinite@step=5@rank=1"   rank 1 puts a NaN in its first gradient of step 5
 //   MDN_FAULT="overflow@step=3"           the exact reducer's quanta are 8 bits too fine at step 3
+//   MDN_FAULT="slow@ms=50"                every step takes 50 ms longer (a long run, for signal tests)
+//   MDN_FAULT="stall@step=5@rank=1"       rank 1 stops making progress at step 5 (for the watchdog)
 //
 // Several faults are separated by commas. Unknown names are an error, so a typo cannot make a
 // fault test pass vacuously.

@@ -12,6 +12,10 @@ void check_mpi(int rc, const char* call);
 
 /// A duplicate of an MPI communicator with MPI_ERRORS_RETURN, so that every failure comes back
 /// as a return code that check_mpi turns into an mdn::Error instead of aborting the job.
+///
+/// Every collective is started non-blocking and completed by polling against a deadline (the
+/// stall watchdog): when a collective makes no progress for the timeout, the rank reports the
+/// step and phase it waits in and aborts the job, instead of hanging forever.
 class MpiComm final : public Comm {
  public:
   /// Requires MPI to be initialised; duplicates `parent` (collective over it).
@@ -28,6 +32,11 @@ class MpiComm final : public Comm {
                      const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
                      const std::vector<std::int64_t>& recv_counts) override;
   std::vector<char> gather(const void* data, std::size_t bytes, int root = 0) override;
+  void set_phase(const char* what, std::int64_t step = -1) override {
+    phase_ = what;
+    phase_step_ = step;
+  }
+  void set_timeout(double seconds) override { timeout_ = seconds; }
   MPI_Comm handle() const { return comm_; }
 
  protected:
@@ -35,9 +44,15 @@ class MpiComm final : public Comm {
   void broadcast_raw(void* data, std::size_t bytes, int root) override;
 
  private:
+  /// Completes `request` (started by `call`), polling against the deadline.
+  void wait(MPI_Request& request, const char* call);
+
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
+  const char* phase_ = "startup";
+  std::int64_t phase_step_ = -1;
+  double timeout_ = 0;
 };
 
 }  // namespace mdn

@@ -13,6 +13,10 @@ namespace mdn {
 /// Installs handlers for the named signals ("USR1", "USR2", "TERM").
 void install_stop_handlers(const std::vector<std::string>& signals);
 
+/// Keeps the handlers of `signals` and restores the default action of the others among USR1,
+/// USR2 and TERM (the config's run.signals).
+void keep_stop_handlers(const std::vector<std::string>& signals);
+
 /// True once one of the handled signals arrived (async-signal-safe flag).
 bool stop_signal_received();
 

@@ -1,6 +1,7 @@
 // Runs real processes from tests: the mdn binary, alone or under mpiexec, with a deadline.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -24,6 +25,33 @@ struct RunOptions {
 
 /// Runs argv[0] (searched on PATH) with stdin closed; collects stdout and stderr.
 RunResult run(const std::vector<std::string>& argv, const RunOptions& options = {});
+
+/// A process running in the background (its own process group), for tests that act on it while
+/// it runs (signals). Its output goes to files; the destructor kills what is left of it.
+class Background {
+ public:
+  Background(const std::vector<std::string>& argv, const RunOptions& options, const std::string& log_prefix);
+  ~Background();
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+  int pid() const { return pid_; }
+  /// Waits up to the options' timeout from the start; kills the group on timeout.
+  RunResult wait();
+
+ private:
+  int pid_ = -1;
+  std::string out_path_, err_path_;
+  double timeout_;
+  double started_;
+  bool done_ = false;
+};
+
+/// PIDs of processes whose command line contains `marker` and whose environment holds
+/// `key=value` (e.g. OMPI_COMM_WORLD_RANK=1).
+std::vector<int> find_processes(const std::string& marker, const std::string& key_value);
+
+/// Polls `predicate` every 20 ms for up to `seconds`; returns whether it became true.
+bool eventually(const std::function<bool()>& predicate, double seconds);
 
 /// The built mdn executable.
 std::string mdn_binary();
