@@ -6,6 +6,9 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <thread>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -14,6 +17,7 @@
 
 #include "mdn/config.hpp"
 #include "mdn/error.hpp"
+#include "mdn/faults.hpp"
 #include "mdn/h5.hpp"
 
 namespace mdn {
@@ -59,8 +63,7 @@ std::vector<hsize_t> slot_dims(const Slot& s) {
 class Writer {
  public:
   explicit Writer(const std::string& path) : path_(path) {
-    h5::quiet();
-    file_ = h5::checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), what("create"));
+    file_ = h5::create_in_memory(path);
     lcpl_ = h5::checked(H5Pcreate(H5P_LINK_CREATE), what("H5Pcreate"));
     h5::check(H5Pset_create_intermediate_group(lcpl_.get(), 1), what("H5Pset_create_intermediate_group"));
   }
@@ -109,7 +112,13 @@ class Writer {
   }
 
   const std::map<std::string, std::string>& datasets() const { return datasets_; }
-  void close() { file_.close(what("close (flush)")); }
+  /// The finished file's bytes.
+  std::string image() {
+    std::string bytes = h5::file_image(file_, what("file image"));
+    lcpl_.close(what("close"));
+    file_.close(what("close"));
+    return bytes;
+  }
 
  private:
   h5::Handle create_attr(const std::string& obj, const std::string& name, hid_t type, hid_t space) {
@@ -124,13 +133,14 @@ class Writer {
   std::map<std::string, std::string> datasets_;
 };
 
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
-  if (fd < 0) throw run_error("cannot open '{}' to sync it: {}", path, std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) throw run_error("fsync of '{}' failed: {}", path, std::strerror(err));
+
+/// Test-only fault injection (faults.hpp): dies, or pauses, at a stage of a checkpoint write.
+void fault_point(WriteStage stage, std::int64_t step) {
+  const Faults& f = Faults::get();
+  if (!f.any()) return;
+  if (f.at("crash", step, 0) && f.param("crash", "stage", 0) == static_cast<int>(stage)) std::raise(SIGKILL);
+  if (stage == WriteStage::half_written && f.at("slow-checkpoint", step, 0))
+    std::this_thread::sleep_for(std::chrono::milliseconds(f.param("slow-checkpoint", "ms", 0)));
 }
 
 void write_contents(Writer& w, const Checkpoint& c) {
@@ -176,28 +186,21 @@ std::string checkpoint_name(const std::string& dir, std::int64_t step) {
 }
 
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
-  namespace fs = std::filesystem;
   const Index n = Layout(c.model).size();
   if (c.params.size() != n) throw run_error("checkpoint '{}': {} parameters for a model of {}", path, c.params.size(), n);
   for (const auto& [name, buf] : c.optimizer_state)
     if (buf.size() != n) throw run_error("checkpoint '{}': optimizer state '{}' does not fit the model", path, name);
-  const fs::path final_path(path);
-  const fs::path dir = final_path.parent_path().empty() ? fs::path(".") : final_path.parent_path();
-  const std::string tmp = (dir / ("." + final_path.filename().string() + ".tmp")).string();
+  // The file is built in memory, then written, synced and renamed (h5.hpp).
+  std::string bytes;
+  {
+    Writer w(path);
+    write_contents(w, c);
+    bytes = w.image();
+  }
   try {
-    {
-      Writer w(tmp);
-      write_contents(w, c);
-      w.close();
-    }
-    fsync_path(tmp, false);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw run_error("cannot rename '{}' to '{}': {}", tmp, path, std::strerror(errno));
-    fsync_path(dir.string(), true);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
+    write_file_atomically(path, bytes, [&](WriteStage stage) { fault_point(stage, c.step); });
+  } catch (const Error& e) {
+    throw run_error("writing checkpoint: {}", e.what());
   }
 }
 

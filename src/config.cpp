@@ -343,6 +343,10 @@ std::vector<KeySpec> build_keys() {
                                 {{"stop", Nonfinite::stop}, {"skip", Nonfinite::skip}},
                                 "A step with a non-finite loss or gradient: stop (checkpoint the last good "
                                 "state, exit 1) or skip its update on every rank."));
+  k.push_back(optional_integer("train.check_replicas_every",
+                               [](Config& c) -> std::optional<std::int64_t>& { return c.train.check_replicas_every; }, 1,
+                               "Every this many steps the ranks compare a hash of their parameters (one tiny "
+                               "collective); a mismatch stops training with an error naming the ranks. null: off."));
   // optimizer
   k.push_back(choice<OptimizerKind>("optimizer.name", [](Config& c) -> OptimizerKind& { return c.optimizer.name; },
                                     {{"adam", OptimizerKind::adam}, {"adamw", OptimizerKind::adamw}, {"sgd", OptimizerKind::sgd}},

@@ -9,7 +9,8 @@
 namespace mdn {
 
 Faults Faults::parse(const std::string& spec) {
-  static const std::set<std::string> known = {"nonfinite", "overflow", "slow", "stall"};
+  static const std::set<std::string> known = {"nonfinite", "overflow", "slow", "stall", "drift", "crash",
+                                              "slow-checkpoint"};
   Faults f;
   std::stringstream items(spec);
   std::string item;

@@ -1,5 +1,11 @@
 #include "mdn/h5.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <vector>
 
 namespace mdn::h5 {
@@ -54,6 +60,22 @@ void fail(std::string_view what, Exit code) {
   throw Error(code, fmt::format("{}: {}", what, detail));
 }
 
+Handle create_in_memory(const std::string& name) {
+  quiet();
+  const Handle fapl = checked(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate");
+  check(H5Pset_fapl_core(fapl.get(), 1 << 20, 0), "H5Pset_fapl_core");
+  return checked(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()),
+                 fmt::format("creating '{}' in memory", name));
+}
+
+std::string file_image(const Handle& file, std::string_view what) {
+  check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), what);
+  const ssize_t size = check(H5Fget_file_image(file.get(), nullptr, 0), what);
+  std::string bytes(static_cast<std::size_t>(size), '\0');
+  check(H5Fget_file_image(file.get(), bytes.data(), bytes.size()), what);
+  return bytes;
+}
+
 void Handle::close(std::string_view what, Exit code) {
   if (!valid()) return;
   const hid_t id = std::exchange(id_, H5I_INVALID_HID);
@@ -66,3 +88,72 @@ void Handle::reset() noexcept {
 }
 
 }  // namespace mdn::h5
+
+namespace mdn {
+
+namespace {
+
+[[noreturn]] void io_error(const std::string& what, const std::string& path) {
+  throw run_error("{} '{}': {}", what, path, std::strerror(errno));
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0) io_error("cannot open to sync", path);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  errno = err;
+  if (rc != 0) io_error("fsync failed for", path);
+}
+
+}  // namespace
+
+std::string temporary_name(const std::string& path) {
+  const std::filesystem::path p(path);
+  return (p.parent_path() / ("." + p.filename().string() + ".tmp")).string();
+}
+
+void write_file_atomically(const std::string& path, const std::string& bytes,
+                           const std::function<void(WriteStage)>& stage_hook) {
+  const std::string tmp = temporary_name(path);
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path().empty()
+                                        ? std::filesystem::path(".")
+                                        : std::filesystem::path(path).parent_path();
+  auto stage = [&](WriteStage s) {
+    if (stage_hook) stage_hook(s);
+  };
+  int fd = -1;
+  try {
+    ::unlink(tmp.c_str());  // a stale temporary from a crash
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0) io_error("cannot create", tmp);
+    stage(WriteStage::created);
+    auto write_all = [&](const char* data, std::size_t n) {
+      for (std::size_t done = 0; done < n;) {
+        const ssize_t w = ::write(fd, data + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) io_error("cannot write", tmp);
+        done += static_cast<std::size_t>(w);
+      }
+    };
+    // In two halves, with a stage between them for fault injection.
+    write_all(bytes.data(), bytes.size() / 2);
+    stage(WriteStage::half_written);
+    write_all(bytes.data() + bytes.size() / 2, bytes.size() - bytes.size() / 2);
+    stage(WriteStage::before_fsync);
+    if (::fsync(fd) != 0) io_error("fsync failed for", tmp);
+    const int rc = ::close(fd);
+    fd = -1;
+    if (rc != 0) io_error("cannot close", tmp);
+    stage(WriteStage::before_rename);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) io_error("cannot rename the temporary to", path);
+    fsync_path(dir.string(), true);
+  } catch (...) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+}
+
+}  // namespace mdn

@@ -91,13 +91,12 @@ struct OutputDataset {
   const double* data;
 };
 
-/// Writes float64 datasets to `path` atomically (temporary name, then rename). Rank 0 only.
+/// Writes float64 datasets to `path` atomically (built in memory, temporary name, rename).
+/// Rank 0 only.
 void write_output(const std::string& path, const std::vector<OutputDataset>& sets, const json& attrs) {
-  h5::quiet();
-  const std::string tmp = path + ".tmp";
-  try {
-    h5::Handle f = h5::checked(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
-                               fmt::format("cannot create '{}'", tmp));
+  std::string bytes;
+  {
+    h5::Handle f = h5::create_in_memory(path);
     for (const auto& d : sets) {
       const h5::Handle space = h5::checked(H5Screate_simple(static_cast<int>(d.dims.size()), d.dims.data(), nullptr), d.name);
       const h5::Handle ds = h5::checked(
@@ -117,14 +116,9 @@ void write_output(const std::string& path, const std::vector<OutputDataset>& set
       const char* p = text.c_str();
       h5::check(H5Awrite(a.get(), type.get(), &p), key);
     }
-    f.close(fmt::format("'{}': close", path));
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw run_error("cannot rename '{}' to '{}': {}", tmp, path, std::strerror(errno));
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
+    bytes = h5::file_image(f, fmt::format("'{}'", path));
   }
+  write_file_atomically(path, bytes);
 }
 
 /// Gathers each rank's row-major (n, width) doubles into the global (N, width) on rank 0.

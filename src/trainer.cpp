@@ -1,6 +1,7 @@
 #include "mdn/trainer.hpp"
 
 #include <nlohmann/json.hpp>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cmath>
@@ -83,7 +84,8 @@ Trainer::Trainer(Prepared& p, Comm& comm, const Checkpoint* resume)
                (p.batches.batch / p.batches.micro + comm.size() - 1) / comm.size(), comm),
       data_(comm, std::move(p.train_shard), p.train_range, p.model.input_dim, p.model.output_dim, p.batches),
       x_(p.model.input_dim, p.batches.micro),
-      y_(p.model.output_dim, p.batches.micro) {
+      y_(p.model.output_dim, p.batches.micro),
+      replica_hashes_(static_cast<std::size_t>(comm.size()), 0) {
   const std::int64_t per_epoch = p.batches.batches_per_epoch();
   total_steps_ = c_.train.epochs ? *c_.train.epochs * per_epoch : std::numeric_limits<std::int64_t>::max();
   if (c_.train.max_steps) total_steps_ = std::min(total_steps_, *c_.train.max_steps);
@@ -212,6 +214,39 @@ double Trainer::validate() {
   return nll;
 }
 
+void Trainer::check_replicas() {
+  // Every rank's hash at its own index; one small collective gives every rank all of them.
+  const auto P = static_cast<std::size_t>(comm_.size());
+  comm_.set_phase("comparing parameter hashes", step_);
+  std::fill(replica_hashes_.begin(), replica_hashes_.end(), 0);
+  replica_hashes_[static_cast<std::size_t>(comm_.rank())] =
+      XXH3_64bits(params_.data(), static_cast<std::size_t>(params_.size()) * sizeof(float));
+  comm_.allreduce(replica_hashes_.data(), P, ReduceOp::max);
+  // Groups of ranks with equal hashes, in the order of their lowest rank.
+  std::vector<std::pair<std::uint64_t, std::vector<int>>> groups;
+  for (std::size_t r = 0; r < P; ++r) {
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == replica_hashes_[r]; });
+    if (it == groups.end()) {
+      groups.push_back({replica_hashes_[r], {}});
+      it = groups.end() - 1;
+    }
+    it->second.push_back(static_cast<int>(r));
+  }
+  if (groups.size() == 1) return;
+  std::string detail;
+  for (const auto& [hash, ranks] : groups) {
+    std::string list;
+    for (int r : ranks) list += (list.empty() ? "" : ", ") + std::to_string(r);
+    detail += fmt::format("{}{} {} {} parameters with hash {:016x}", detail.empty() ? "" : "; ",
+                          ranks.size() == 1 ? "rank" : "ranks", list, ranks.size() == 1 ? "holds" : "hold", hash);
+  }
+  throw Error(Exit::failure,
+              fmt::format("step {}: the ranks' parameters differ (replica drift): {}. The replicas must be "
+                          "identical; this indicates a hardware fault, a non-deterministic reduction or a bug",
+                          step_, detail),
+              true);
+}
+
 Checkpoint Trainer::snapshot() const {
   Checkpoint ck;
   ck.step = step_;
@@ -295,6 +330,8 @@ RunEnd Trainer::run() {
       }
       ++step_;
       samples_seen_ += out.rows;
+      if (Faults::get().at("drift", step_, comm_.rank())) params_(0) += 1e-3f;
+      if (c_.train.check_replicas_every && step_ % *c_.train.check_replicas_every == 0) check_replicas();
       log_train(out, step_ == total_steps_ || out.flags.stop);
       const bool epoch_done = b + 1 == per_epoch;
       if (epoch_done) epoch_ = e + 1;

@@ -55,6 +55,7 @@ struct Config {
     bool drop_last = false;
     Reduction reduction = Reduction::exact;
     Nonfinite nonfinite = Nonfinite::stop;
+    std::optional<std::int64_t> check_replicas_every = 100;
   } train;
   struct Optim {
     OptimizerKind name = OptimizerKind::adam;

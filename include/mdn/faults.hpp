@@ -5,6 +5,12 @@
 //   MDN_FAULT="overflow@step=3"           the exact reducer's quanta are 8 bits too fine at step 3
 //   MDN_FAULT="slow@ms=50"                every step takes 50 ms longer (a long run, for signal tests)
 //   MDN_FAULT="stall@step=5@rank=1"       rank 1 stops making progress at step 5 (for the watchdog)
+//   MDN_FAULT="drift@step=6@rank=2"       rank 2's parameters change by 1e-3 after step 6
+//   MDN_FAULT="crash@stage=2@step=8"      the process dies (SIGKILL) while writing the checkpoint
+//                                         of step 8, at stage 1 after creating the temporary file,
+//                                         2 half-way through the datasets, 3 before the fsync,
+//                                         4 before the rename
+//   MDN_FAULT="slow-checkpoint@ms=500"    every checkpoint write pauses half-way for 500 ms
 //
 // Several faults are separated by commas. Unknown names are an error, so a typo cannot make a
 // fault test pass vacuously.

@@ -7,6 +7,7 @@
 
 #include <hdf5.h>
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -69,5 +70,34 @@ class Handle {
 inline Handle checked(hid_t id, std::string_view what, Exit code = Exit::failure) {
   return Handle(check(id, what, code));
 }
+
+/// A new HDF5 file that lives in memory only (the core driver without a backing store): HDF5
+/// itself never writes to disk, so a full disk or a lost permission cannot leave HDF5 with
+/// half-closed objects; the bytes reach the disk through write_file_atomically.
+Handle create_in_memory(const std::string& name);
+
+/// The complete file image of an in-memory file, after flushing it.
+std::string file_image(const Handle& file, std::string_view what);
+
+}  // namespace mdn::h5
+
+namespace mdn {
+
+/// Stages of write_file_atomically, for test-only fault injection.
+enum class WriteStage { created = 1, half_written = 2, before_fsync = 3, before_rename = 4 };
+
+/// Writes `bytes` to `path` atomically: to "<dir>/.<name>.tmp" (created exclusively), fsync,
+/// rename over `path`, fsync of the directory. A crash at any moment leaves the previous file
+/// intact. Throws mdn::Error (exit 1) naming the file and the system's reason, after removing the
+/// temporary. `stage_hook` (may be empty) is called at each stage.
+void write_file_atomically(const std::string& path, const std::string& bytes,
+                           const std::function<void(WriteStage)>& stage_hook = {});
+
+/// The temporary name write_file_atomically uses for `path`.
+std::string temporary_name(const std::string& path);
+
+}  // namespace mdn
+
+namespace mdn::h5 {
 
 }  // namespace mdn::h5

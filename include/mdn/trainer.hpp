@@ -48,6 +48,7 @@ class Trainer {
   };
 
   StepOutcome train_step(Index batch);
+  void check_replicas();
   double validate();
   Checkpoint snapshot() const;
   void save_step_checkpoint();
@@ -74,6 +75,7 @@ class Trainer {
   std::int64_t last_checkpoint_step_ = -1;
   std::int64_t skipped_ = 0;
   bool clipped_ever_ = false;
+  std::vector<std::uint64_t> replica_hashes_;  // one per rank
 
   // Interval since the last train record.
   struct Interval {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <nlohmann/json.hpp>
 
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include "mdn/checkpoint.hpp"
@@ -82,6 +84,73 @@ class TrainCli : public testing::Test {
   }
 
   TempDir dir_;
+};
+
+/// Runs that the test acts on while they train: started in the background, every step slowed.
+class LiveRuns : public TrainCli {
+ protected:
+  /// Starts `mdn train` on np ranks in the background, every step slowed down to `ms`.
+  /// keep_going: mpiexec lets the other ranks run when one exits (to see every rank's exit
+  /// code); without it, a rank that dies ends the job, as in production.
+  std::unique_ptr<Background> start(int np, const std::string& run, int ms, std::vector<std::string> sets = {},
+                                    std::string extra_fault = "", bool keep_going = true) {
+    std::vector<std::string> cmd = keep_going ? mpi_launch_keep_going(np) : mpi_launch(np);
+    const std::string script = "\"$0\" \"$@\"; rc=$?; echo $rc > " + dir_.path() +
+                               "/.rc.${OMPI_COMM_WORLD_RANK:-0}; exit $rc";
+    cmd.insert(cmd.end(), {"/bin/sh", "-c", script, mdn_binary(), "train", "cfg.yaml", "--set", "run.dir=" + run});
+    for (const auto& s : sets) cmd.insert(cmd.end(), {"--set", s});
+    RunOptions o;
+    o.cwd = dir_.path();
+    o.timeout_seconds = 120;
+    o.env = {{"MDN_FAULT", "slow@ms=" + std::to_string(ms) + (extra_fault.empty() ? "" : "," + extra_fault)}};
+    return std::make_unique<Background>(cmd, o, dir_ / run);
+  }
+
+  void forget_codes(int np) {
+    for (int r = 0; r < np; ++r) std::remove((dir_ / (".rc." + std::to_string(r))).c_str());
+  }
+
+  std::vector<std::string> codes(int np) {
+    std::vector<std::string> out;
+    for (int r = 0; r < np; ++r) {
+      std::ifstream in(dir_ / (".rc." + std::to_string(r)));
+      std::string c;
+      in >> c;
+      out.push_back(c);
+    }
+    return out;
+  }
+
+  /// The last train record's step, or 0.
+  std::int64_t last_step(const std::string& run) {
+    std::int64_t step = 0;
+    std::ifstream in(dir_ / (run + "/metrics.jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      const json rec = json::parse(line, nullptr, false);
+      if (!rec.is_discarded() && rec["kind"] == "train") step = rec["step"];
+    }
+    return step;
+  }
+
+  /// The mdn process of rank `rank` of the run whose run.dir is `run`, or -1.
+  int rank_pid(const std::string& run, int rank) {
+    const auto pids = find_processes("run.dir=" + run, "OMPI_COMM_WORLD_RANK=" + std::to_string(rank));
+    std::vector<int> mdn_pids;
+    for (int pid : pids) {
+      std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+      std::string comm;
+      in >> comm;
+      if (comm == "mdn") mdn_pids.push_back(pid);
+    }
+    return mdn_pids.size() == 1 ? mdn_pids[0] : -1;
+  }
+
+  /// Sends `sig` to the rank `rank` of the run whose run.dir is `run` (only to it).
+  void signal_rank(const std::string& run, int rank, int sig) {
+    const int pid = rank_pid(run, rank);
+    ASSERT_GT(pid, 0) << "rank " << rank << " of " << run;
+    ASSERT_EQ(kill(pid, sig), 0);
+  }
 };
 
 }  // namespace mdn::test
