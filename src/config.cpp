@@ -575,10 +575,61 @@ std::string suggest_key(const std::string& word) {
   return best_d <= std::max<std::size_t>(2, word.size() / 4) ? best : std::string();
 }
 
+namespace {
+
+/// yaml-cpp recurses once per nesting level and has open reports of stack overflows on deep
+/// nesting: refuse implausible inputs before it parses them. A config is a few kilobytes and
+/// three levels deep.
+void check_plausible(const std::string& text, const std::string& path) {
+  if (text.size() > (1u << 20)) throw input_error("{}: a config file larger than 1 MiB is not plausible", path);
+  constexpr int kMaxDepth = 64;
+  int flow = 0;  // open [ and { (over all lines, as flow collections may span lines)
+  int line = 1;
+  for (std::size_t i = 0; i < text.size();) {
+    const std::size_t end = std::min(text.find('\n', i), text.size());
+    int depth = 0;
+    std::size_t j = i;
+    while (j < end && (text[j] == ' ' || text[j] == '\t')) ++j;
+    depth += static_cast<int>(j - i) / 2;  // block nesting needs indentation
+    for (; j + 1 < end && (text[j] == '-' || text[j] == '?') && text[j + 1] == ' '; j += 2) {
+      ++depth;  // "- - - x": nested block sequences on one line
+      while (j + 2 < end && text[j + 2] == ' ') ++j;
+    }
+    bool quoted = false;
+    char quote = 0;
+    for (std::size_t k = i; k < end; ++k) {
+      const char ch = text[k];
+      if (quoted) {
+        if (ch == quote) quoted = false;
+        continue;
+      }
+      if (ch == '"' || ch == '\'') {
+        quoted = true;
+        quote = ch;
+      } else if (ch == '#') {
+        break;
+      } else if (ch == '[' || ch == '{') {
+        ++flow;
+      } else if ((ch == ']' || ch == '}') && flow > 0) {
+        --flow;
+      }
+      if (depth + flow > kMaxDepth)
+        throw input_error("{}:{}: nested more than {} levels deep: not a plausible config", path, line, kMaxDepth);
+    }
+    if (depth + flow > kMaxDepth)
+      throw input_error("{}:{}: nested more than {} levels deep: not a plausible config", path, line, kMaxDepth);
+    i = end + 1;
+    ++line;
+  }
+}
+
+}  // namespace
+
 Config parse_config(const std::string& text, const std::string& path,
                     const std::vector<std::string>& overrides) {
   Config c;
   c.path = path;
+  check_plausible(text, path);
   Node root;
   try {
     root = YAML::Load(text);

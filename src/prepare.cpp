@@ -49,7 +49,6 @@ Config load_config_collectively(const std::string& path, const std::vector<std::
     std::ostringstream ss;
     ss << in.rdbuf();
     text = ss.str();
-    if (text.size() > (1u << 20)) throw input_error("{}: a config file larger than 1 MiB is not plausible", path);
   });
   comm.broadcast(text);
   Config c;

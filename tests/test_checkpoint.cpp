@@ -86,6 +86,8 @@ TEST(Checkpoint, SaveLoadSaveGivesIdenticalDatasetsAndAttributes) {
 TEST(Checkpoint, NoValidationMeansNaNAndSgdWithoutMomentumHasNoState) {
   TempDir dir;
   Checkpoint c = sample();
+  c.model.hidden = {};  // no hidden layer: an empty `hidden` attribute
+  c.params = uniform_matrix<float>(Layout(c.model).size(), 1, -1, 1, seed(), 4);
   c.best_valid_nll = std::numeric_limits<double>::quiet_NaN();
   c.optimizer = OptimizerKind::sgd;
   c.optimizer_state.clear();
@@ -95,6 +97,8 @@ TEST(Checkpoint, NoValidationMeansNaNAndSgdWithoutMomentumHasNoState) {
   EXPECT_TRUE(std::isnan(back.best_valid_nll));
   EXPECT_TRUE(back.optimizer_state.empty());
   EXPECT_FALSE(back.norm.enabled);
+  EXPECT_TRUE(back.model.hidden.empty());
+  EXPECT_EQ(back.params, c.params);
 }
 
 /// Flips one bit of the raw data of a dataset, in place.

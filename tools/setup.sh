@@ -17,7 +17,7 @@ pkgs_build=(g++ cmake make pkg-config
             libeigen3-dev libyaml-cpp-dev libgtest-dev
             libcli11-dev nlohmann-json3-dev librandom123-dev libxxhash-dev libfmt-dev)
 pkgs_test=(python3 python3-h5py python3-numpy python3-xxhash python3-torch python3-matplotlib hdf5-tools
-           slurm-wlm munge)
+           slurm-wlm munge clang libclang-rt-dev)
 pkgs_demo=(python3 python3-h5py python3-numpy python3-matplotlib)
 
 want=("${pkgs_build[@]}")
@@ -52,10 +52,19 @@ if ((${#missing[@]})); then
       exit 1
     fi
   fi
-  echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -q >/dev/null
-  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  # A package this distribution does not have is reported and left out.
+  available=()
+  for p in "${missing[@]}"; do
+    if apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then available+=("$p"); else
+      echo "setup: note: no package '$p' in this distribution's archive; skipping it" >&2
+    fi
+  done
+  if ((${#available[@]})); then
+    echo "setup: installing ${available[*]}"
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${available[@]}" >/dev/null
+  fi
 fi
 
 # ---- configure and build ------------------------------------------------------------------------

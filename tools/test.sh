@@ -10,7 +10,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 # label:budget-in-seconds. Every test carries one of these labels (checked below) and its own
 # TIMEOUT (tests/CMakeLists.txt), so a hang fails its test instead of blocking the run.
-budgets=(unit:300 cli:300 mpi:600 train:900 faults:900 slurm:1500)
+budgets=(unit:300 cli:300 mpi:600 train:900 faults:900 fuzz:900 slurm:1500)
 
 labels=()
 for entry in "${budgets[@]}"; do labels+=("${entry%%:*}"); done
