@@ -114,9 +114,10 @@ double physical_memory_bytes() {
   return pages > 0 && size > 0 ? static_cast<double>(pages) * static_cast<double>(size) : 1e18;
 }
 
-void read_dataset(hid_t file, const DatasetInfo& d, RowRange range, Eigen::MatrixXd& out,
-                  const std::string& path, int& reads) {
-  out.resize(d.cols, range.size());
+/// Reads rows `range` of dataset `d` into `buffer`, a row-major (n, width) array of `mem_type`,
+/// at column `offset` (one hyperslab read; HDF5 converts the file's type).
+void read_dataset_into(hid_t file, const DatasetInfo& d, RowRange range, hid_t mem_type, void* buffer,
+                       hsize_t width, hsize_t offset, const std::string& path, int& reads) {
   if (range.size() == 0) return;
   const std::string what = fmt::format("'{}': reading rows {}..{} of dataset '{}'", path,
                                        range.begin, range.end, d.name);
@@ -126,12 +127,29 @@ void read_dataset(hid_t file, const DatasetInfo& d, RowRange range, Eigen::Matri
   const hsize_t count[2] = {static_cast<hsize_t>(range.size()), static_cast<hsize_t>(d.cols)};
   h5::check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), what,
             Exit::input);
-  const hsize_t mcount[1] = {count[0] * count[1]};
-  const h5::Handle mspace = h5::checked(H5Screate_simple(1, mcount, nullptr), what, Exit::input);
-  // Row-major (n, cols) in the file is column-major (cols, n) in memory: no transpose needed.
-  h5::check(H5Dread(ds.get(), H5T_NATIVE_DOUBLE, mspace.get(), fspace.get(), H5P_DEFAULT, out.data()),
-            what, Exit::input);
+  // Row-major (n, width) in memory is column-major (width, n): a sample per column.
+  const hsize_t mdims[2] = {count[0], width};
+  const h5::Handle mspace = h5::checked(H5Screate_simple(2, mdims, nullptr), what, Exit::input);
+  const hsize_t mstart[2] = {0, offset};
+  h5::check(H5Sselect_hyperslab(mspace.get(), H5S_SELECT_SET, mstart, nullptr, count, nullptr), what, Exit::input);
+  h5::check(H5Dread(ds.get(), mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, buffer), what, Exit::input);
   ++reads;
+}
+
+void read_dataset(hid_t file, const DatasetInfo& d, RowRange range, Eigen::MatrixXd& out,
+                  const std::string& path, int& reads) {
+  out.resize(d.cols, range.size());
+  read_dataset_into(file, d, range, H5T_NATIVE_DOUBLE, out.data(), static_cast<hsize_t>(d.cols), 0, path, reads);
+}
+
+/// A node cannot hold the rows: refuse before allocating (a hostile header must not make mdn try).
+void check_memory(const DataFileInfo& file, RowRange range, double bytes_per_value) {
+  const double need = static_cast<double>(range.size()) * static_cast<double>(file.x.cols + file.y.cols) * bytes_per_value;
+  const double have = physical_memory_bytes();
+  if (need > 0.8 * have)
+    throw input_error("'{}': reading {} rows of {} + {} columns needs {:.1f} GiB on this rank; the node "
+                      "has {:.1f} GiB (use more ranks or nodes)",
+                      file.path, range.size(), file.x.cols, file.y.cols, need / (1 << 30), have / (1 << 30));
 }
 
 Index first_bad_column(const Eigen::MatrixXd& m) {
@@ -184,13 +202,7 @@ RowRange block_shard_of(Index N, Index block, int P, int r) {
 }
 
 RawRows read_rows(const DataFileInfo& file, RowRange range) {
-  const double need = static_cast<double>(range.size()) *
-                      static_cast<double>(file.x.cols + file.y.cols) * (8.0 + 4.0);
-  const double have = physical_memory_bytes();
-  if (need > 0.8 * have)
-    throw input_error("'{}': reading {} rows of {} + {} columns needs {:.1f} GiB on this rank; the node "
-                      "has {:.1f} GiB (use more ranks or nodes)",
-                      file.path, range.size(), file.x.cols, file.y.cols, need / (1 << 30), have / (1 << 30));
+  check_memory(file, range, 8.0 + 4.0);
   h5::quiet();
   const h5::Handle h = h5::checked(H5Fopen(file.path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
                                    fmt::format("cannot open '{}'", file.path), Exit::input);
@@ -223,17 +235,81 @@ double Normalization::log_det_y() const { return enabled ? y_std.array().log().s
 
 namespace {
 
-void column_stats(const Eigen::MatrixXd& v, Index N, Comm& comm, Eigen::VectorXd& mean,
+/// Mean and population std of value(f, j), f < F, over the N samples of all ranks (exact sums);
+/// a constant column gets std 1.
+template <class Value>
+void column_stats(Index F, Index n, const Value& value, Index N, Comm& comm, Eigen::VectorXd& mean,
                   Eigen::VectorXd& stddev) {
-  const auto sums = exact_sums(v, comm);
-  mean = Eigen::Map<const Eigen::VectorXd>(sums.data(), v.rows()) / static_cast<double>(N);
-  const Eigen::MatrixXd dev = (v.colwise() - mean).array().square().matrix();
-  const auto sq = exact_sums(dev, comm);
-  stddev.resize(v.rows());
-  for (Index f = 0; f < v.rows(); ++f) {
+  const auto sums = exact_sums_of(F, n, value, comm);
+  mean = Eigen::Map<const Eigen::VectorXd>(sums.data(), F) / static_cast<double>(N);
+  const auto sq = exact_sums_of(F, n, [&](Index f, Index j) {
+    const double d = static_cast<double>(value(f, j)) - mean(f);
+    return d * d;
+  }, comm);
+  stddev.resize(F);
+  for (Index f = 0; f < F; ++f) {
     const double var = sq[static_cast<std::size_t>(f)] / static_cast<double>(N);
     stddev(f) = var > 0 ? std::sqrt(var) : 1.0;
   }
+}
+
+/// Settles the first non-finite row over all ranks: one error on every rank naming it.
+void settle_bad_row(Index bad_row, const std::string& bad_dataset, const DataFileInfo& file, Comm& comm) {
+  const std::int64_t bad = comm.min<std::int64_t>(bad_row < 0 ? std::numeric_limits<std::int64_t>::max() : bad_row);
+  if (bad == std::numeric_limits<std::int64_t>::max()) return;
+  // The rank holding the first bad row names its dataset.
+  std::string dataset = bad_row == bad ? bad_dataset : std::string();
+  comm.broadcast(dataset, owner_of(bad, file.x.rows, comm.size()));
+  throw Error(Exit::input,
+              fmt::format("'{}': dataset '{}' has a NaN or Inf in row {} (the first such row)", file.path,
+                          dataset, bad),
+              true);
+}
+
+/// float32 files: rows read straight into the (D + L, n) float array (no double copy), statistics
+/// from the float values (exactly as from doubles: float-to-double is exact), normalised in place.
+Mat<float> read_shard_float(const DataFileInfo& file, RowRange range, Comm& comm, const Normalization* norm,
+                            Normalization* computed) {
+  const Index D = file.x.cols, L = file.y.name.empty() ? 0 : file.y.cols, n = range.size();
+  Mat<float> out;
+  Index bad_row = -1;
+  std::string bad_dataset;
+  comm.collectively([&] {
+    check_memory(file, range, 4.0);
+    out.resize(D + L, n);
+    h5::quiet();
+    const h5::Handle h = h5::checked(H5Fopen(file.path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
+                                     fmt::format("cannot open '{}'", file.path), Exit::input);
+    int reads = 0;
+    const auto width = static_cast<hsize_t>(D + L);
+    read_dataset_into(h.get(), file.x, range, H5T_NATIVE_FLOAT, out.data(), width, 0, file.path, reads);
+    if (L > 0) read_dataset_into(h.get(), file.y, range, H5T_NATIVE_FLOAT, out.data(), width, static_cast<hsize_t>(D), file.path, reads);
+    for (Index j = 0; j < n && bad_row < 0; ++j) {
+      if (!out.col(j).allFinite()) {
+        bad_row = range.begin + j;
+        bad_dataset = out.col(j).head(D).allFinite() ? file.y.name : file.x.name;
+      }
+    }
+  });
+  settle_bad_row(bad_row, bad_dataset, file, comm);
+  Normalization stats;
+  if (computed != nullptr) {
+    const Index N = comm.sum<std::int64_t>(n);
+    stats.enabled = true;
+    column_stats(D, n, [&](Index f, Index j) { return out(f, j); }, N, comm, stats.x_mean, stats.x_std);
+    column_stats(L, n, [&](Index f, Index j) { return out(D + f, j); }, N, comm, stats.y_mean, stats.y_std);
+    *computed = stats;
+    norm = &stats;
+  }
+  if (norm != nullptr && norm->enabled) {
+    for (Index j = 0; j < n; ++j) {
+      for (Index f = 0; f < D; ++f)
+        out(f, j) = static_cast<float>((static_cast<double>(out(f, j)) - norm->x_mean(f)) / norm->x_std(f));
+      for (Index f = 0; f < L; ++f)
+        out(D + f, j) = static_cast<float>((static_cast<double>(out(D + f, j)) - norm->y_mean(f)) / norm->y_std(f));
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -242,25 +318,18 @@ Normalization compute_normalization(const RawRows& rows, Comm& comm) {
   const Index N = comm.sum<std::int64_t>(rows.x.cols());
   Normalization n;
   n.enabled = true;
-  column_stats(rows.x, N, comm, n.x_mean, n.x_std);
-  column_stats(rows.y, N, comm, n.y_mean, n.y_std);
+  column_stats(rows.x.rows(), rows.x.cols(), [&](Index f, Index j) { return rows.x(f, j); }, N, comm, n.x_mean, n.x_std);
+  column_stats(rows.y.rows(), rows.y.cols(), [&](Index f, Index j) { return rows.y(f, j); }, N, comm, n.y_mean, n.y_std);
   return n;
 }
 
 Mat<float> read_shard(const DataFileInfo& file, RowRange range, Comm& comm,
                       const Normalization* norm, Normalization* computed) {
+  if (file.x.bytes == 4 && (file.y.name.empty() || file.y.bytes == 4))
+    return read_shard_float(file, range, comm, norm, computed);
   RawRows raw;
   comm.collectively([&] { raw = read_rows(file, range); });
-  const std::int64_t bad = comm.min<std::int64_t>(raw.bad_row < 0 ? std::numeric_limits<std::int64_t>::max() : raw.bad_row);
-  if (bad != std::numeric_limits<std::int64_t>::max()) {
-    // The rank holding the first bad row names its dataset.
-    std::string dataset = raw.bad_row == bad ? raw.bad_dataset : std::string();
-    comm.broadcast(dataset, owner_of(bad, file.x.rows, comm.size()));
-    throw Error(Exit::input,
-                fmt::format("'{}': dataset '{}' has a NaN or Inf in row {} (the first such row)",
-                            file.path, dataset, bad),
-                true);
-  }
+  settle_bad_row(raw.bad_row, raw.bad_dataset, file, comm);
   Normalization stats;
   if (computed != nullptr) {
     stats = compute_normalization(raw, comm);

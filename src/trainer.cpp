@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <regex>
 #include <thread>
@@ -299,6 +300,7 @@ RunEnd Trainer::run() {
   last_checkpoint_time_ = run_start_;
   interval_.start = run_start_;
   first_step_ = step_;
+  first_samples_ = samples_seen_;
   const std::int64_t per_epoch = p_.batches.batches_per_epoch();
   std::int64_t validated_at = -1;
 
@@ -367,6 +369,7 @@ RunEnd Trainer::run() {
     }
   }
   if (last_checkpoint_step_ != step_) save_step_checkpoint();
+  write_summary();
   if (comm_.is_root()) {
     std::printf("done: %lld steps%s; model in '%s'\n", static_cast<long long>(step_),
                 skipped_ > 0 ? fmt::format(" ({} skipped)", skipped_).c_str() : "",
@@ -374,6 +377,35 @@ RunEnd Trainer::run() {
     std::fflush(stdout);
   }
   return RunEnd::finished;
+}
+
+namespace {
+
+/// This process's peak resident memory (VmHWM), in MiB.
+double peak_rss_mib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
+  return 0;
+}
+
+}  // namespace
+
+void Trainer::write_summary() {
+  const double mine = peak_rss_mib();
+  const std::vector<char> bytes = comm_.gather(&mine, sizeof mine);
+  const double read = comm_.max(p_.read_seconds);
+  if (!comm_.is_root()) return;
+  std::vector<double> rss(bytes.size() / sizeof(double));
+  std::memcpy(rss.data(), bytes.data(), bytes.size());
+  const double seconds = seconds_since(run_start_);
+  const std::int64_t steps = step_ - first_step_;
+  json rec = {{"kind", "summary"}, {"step", step_}, {"steps_this_run", steps}, {"seconds", seconds},
+              {"samples_per_s", seconds > 0 ? static_cast<double>(samples_seen_ - first_samples_) / seconds : 0.0},
+              {"t_read", read}, {"peak_rss_mib", rss}, {"ranks", comm_.size()}};
+  write_metrics(rec.dump());
+  std::printf("summary: %lld steps in %.1f s, reading and normalising the data %.2f s; peak memory per rank %.0f MiB\n",
+              static_cast<long long>(steps), seconds, read, *std::max_element(rss.begin(), rss.end()));
 }
 
 // ---- the command --------------------------------------------------------------------------------

@@ -197,9 +197,9 @@ TEST(ExactSums, PartitionIndependentAndAccurate) {
     s0 += all(0, j);
     s1 += all(1, j);
   }
-  // Error bound: n values, each within a * 2^-63 (a = max |v|).
-  EXPECT_NEAR(dist[0], static_cast<double>(s0), n * 1.1e15 * std::ldexp(1.0, -63) + 1e-3);
-  EXPECT_NEAR(dist[1], static_cast<double>(s1), n * std::ldexp(1.0, 20) * std::ldexp(1.0, -63));
+  // Error bound: n values, each within a * 2^-53 (a = max |v|).
+  EXPECT_NEAR(dist[0], static_cast<double>(s0), n * 1.1e15 * std::ldexp(1.0, -53) + 1e-3);
+  EXPECT_NEAR(dist[1], static_cast<double>(s1), n * std::ldexp(1.0, 20) * std::ldexp(1.0, -53));
 }
 
 TEST(ReadShard, FirstNonFiniteRowIsReportedOnEveryRank) {

@@ -2,7 +2,7 @@
 # Set-up behind the README's commands: installs the Debian/Ubuntu packages that are missing,
 # then configures and builds mdn in build/. Idempotent; quiet and fast when all is in place.
 #
-#   tools/setup.sh [GROUP...]     groups: build (always), test, demo
+#   tools/setup.sh [GROUP...]     groups: build (always), test, demo, bench
 #
 # Environment:
 #   MDN_NATIVE=OFF   build a portable binary (default here: ON, tuned for this machine's CPU)
@@ -19,6 +19,7 @@ pkgs_build=(g++ cmake make pkg-config
 pkgs_test=(python3 python3-h5py python3-numpy python3-xxhash python3-torch python3-matplotlib hdf5-tools
            slurm-wlm munge clang libclang-rt-dev)
 pkgs_demo=(python3 python3-h5py python3-numpy python3-matplotlib)
+pkgs_bench=(python3 python3-h5py python3-numpy python3-torch libopenblas0-openmp)
 
 want=("${pkgs_build[@]}")
 for group in "$@"; do
@@ -26,7 +27,8 @@ for group in "$@"; do
     build) ;;
     test) want+=("${pkgs_test[@]}") ;;
     demo) want+=("${pkgs_demo[@]}") ;;
-    *) echo "setup: unknown group '$group' (build, test, demo)" >&2; exit 2 ;;
+    bench) want+=("${pkgs_bench[@]}") ;;
+    *) echo "setup: unknown group '$group' (build, test, demo, bench)" >&2; exit 2 ;;
   esac
 done
 
@@ -57,7 +59,8 @@ if ((${#missing[@]})); then
   # A package this distribution does not have is reported and left out.
   available=()
   for p in "${missing[@]}"; do
-    if apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then available+=("$p"); else
+    policy=$(apt-cache policy "$p" 2>/dev/null || true)
+    if [[ $policy == *"Candidate: "* && $policy != *"Candidate: (none)"* ]]; then available+=("$p"); else
       echo "setup: note: no package '$p' in this distribution's archive; skipping it" >&2
     fi
   done

@@ -5,7 +5,7 @@
 // the per-slot maxima over all ranks are known (one small MPI_MAX that also carries the
 // non-finite flag and the stop request); each micro-batch gradient is then quantised to int64
 // with a power-of-two quantum per layout slot, summed as integers locally and with one MPI_SUM
-// across ranks, and divided once by the global row count. Integer sums are associative: the
+// across ranks, and divided once by the global row count (a multiplication by quantum / rows). Integer sums are associative: the
 // result is bit-identical for any number of ranks and any placement of the micro-batches.
 //   Quantum of slot s: q_s = 2^(e_s + c - 62), where a_s < 2^e_s is the largest |element| of the
 //   slot over the step's M micro-batches and 2^c >= M. Every quantised term is below 2^(62-c) in

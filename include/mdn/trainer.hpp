@@ -54,6 +54,7 @@ class Trainer {
   void save_step_checkpoint();
   void save_best();
   void log_train(const StepOutcome& last, bool force);
+  void write_summary();
 
   Prepared& p_;
   const Config& c_;
@@ -89,6 +90,7 @@ class Trainer {
   std::chrono::steady_clock::time_point run_start_;
   std::chrono::steady_clock::time_point last_checkpoint_time_;
   std::int64_t first_step_ = 0;
+  std::int64_t first_samples_ = 0;
   std::unique_ptr<std::ofstream> metrics_;
 };
 

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   {
     MpiComm comm(MPI_COMM_WORLD);
+    comm.set_timeout(600);  // as mdn train: collectives polled against the watchdog's deadline
     const Index params = argc > 1 ? std::atol(argv[1]) : 140000;
     const Index J = argc > 2 ? std::atol(argv[2]) : 1;
     const int repeats = argc > 3 ? std::atoi(argv[3]) : 50;

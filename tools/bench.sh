@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The performance benchmark (README, "Performance"): installs what it needs (PyTorch and OpenBLAS
+# from the distribution), builds, and prints the table. Never a test: it measures, it does not judge.
+#
+#   tools/bench.sh [--rounds N] [--quick]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+tools/setup.sh build bench
+exec /usr/bin/python3 tools/bench/bench.py --build "${MDN_BUILD_DIR:-build}" "$@"
