@@ -1,7 +1,6 @@
 // Bad input of every kind, through `mdn` under mpiexec -n 2: one clear message naming the file,
 // key, line or row, printed once; the documented exit code on every rank; no hang, no core dump;
 // nothing written to run.dir.
-#include <pwd.h>
 #include <unistd.h>
 
 #include <functional>
@@ -234,18 +233,15 @@ TEST(BadInputTable, HasAtLeastThirtyCases) { EXPECT_GE(cases().size(), 30u); }
 TEST(BadInputRunDir, AReadOnlyRunDirectoryIsRefusedBeforeAnythingIsWritten) {
   // As an unprivileged user: root would ignore the permissions.
   TempDir dir;
-  const passwd* nobody = getpwnam("nobody");
-  ASSERT_NE(nobody, nullptr);
   std::vector<float> x(100, 0.5f), y(50, 1.0f);
   write_xy(dir / "train.h5", x, 2, y, 1);
   write(dir / "cfg.yaml", "run: {dir: ro/run}\ndata: {train: train.h5}\ntrain: {epochs: 1, batch_size: 10}\n");
   fs::create_directory(dir / "ro");
-  for (const auto& p : {dir.path(), dir / "train.h5", dir / "cfg.yaml", dir / "ro"})
-    ASSERT_EQ(chown(p.c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  for (const auto& p : {dir.path(), dir / "train.h5", dir / "cfg.yaml", dir / "ro"}) give_to_nobody(p);
   fs::permissions(dir / "ro", fs::perms::owner_read | fs::perms::owner_exec);
-  std::vector<std::string> cmd = {"setpriv", "--reuid=" + std::to_string(nobody->pw_uid),
-                                  "--regid=" + std::to_string(nobody->pw_gid), "--clear-groups", "--"};
-  for (const auto& a : mdn_command(2, {"train", "cfg.yaml"})) cmd.push_back(a);
+  std::vector<std::string> cmd = as_nobody();
+  for (const auto& a : mpi_launch(2)) cmd.push_back(a);
+  cmd.insert(cmd.end(), {mdn_binary_for_nobody(dir.path()), "train", "cfg.yaml"});
   const RunResult r = run(cmd, {60, {{"HOME", dir.path()}}, dir.path()});
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_code, 2) << r.all();

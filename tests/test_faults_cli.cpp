@@ -4,7 +4,6 @@
 // After each, the same command resumes from the last good checkpoint and ends bit-identical to an
 // uninterrupted run.
 #include <grp.h>
-#include <pwd.h>
 #include <unistd.h>
 
 #include "support/train_fixture.hpp"
@@ -96,17 +95,13 @@ TEST_F(Faults, ACrashAtEachStageOfACheckpointWriteLosesNothing) {
 
 TEST_F(Faults, UnwritableRunDirectoryWhileCheckpointingIsAClearErrorAndKeepsTheOldCheckpoint) {
   // Root ignores permissions: the whole job runs as an unprivileged user.
-  const passwd* nobody = getpwnam("nobody");
-  ASSERT_NE(nobody, nullptr);
-  for (const auto& e : fs::recursive_directory_iterator(dir_.path()))
-    ASSERT_EQ(chown(e.path().c_str(), nobody->pw_uid, nobody->pw_gid), 0);
-  ASSERT_EQ(chown(dir_.path().c_str(), nobody->pw_uid, nobody->pw_gid), 0);
-  std::vector<std::string> cmd = {"setpriv", "--reuid=" + std::to_string(nobody->pw_uid),
-                                  "--regid=" + std::to_string(nobody->pw_gid), "--clear-groups", "--"};
+  for (const auto& e : fs::recursive_directory_iterator(dir_.path())) give_to_nobody(e.path());
+  give_to_nobody(dir_.path());
+  std::vector<std::string> cmd = as_nobody();
   for (const auto& a : mpi_launch_keep_going(2)) cmd.push_back(a);
   const std::string script = "\"$0\" \"$@\"; rc=$?; echo $rc > " + dir_.path() + "/.rc.${OMPI_COMM_WORLD_RANK:-0}; exit $rc";
-  cmd.insert(cmd.end(), {"/bin/sh", "-c", script, mdn_binary(), "train", "cfg.yaml", "--set", "run.dir=ro", "--set",
-                         "checkpoint.every_steps=4"});
+  cmd.insert(cmd.end(), {"/bin/sh", "-c", script, mdn_binary_for_nobody(dir_.path()), "train", "cfg.yaml", "--set",
+                         "run.dir=ro", "--set", "checkpoint.every_steps=4"});
   forget_codes(2);
   Background job(cmd, {120, {{"MDN_FAULT", "slow@ms=100"}, {"HOME", dir_.path()}}, dir_.path()}, dir_ / "ro-log");
   ASSERT_TRUE(eventually([&] { return fs::exists(dir_ / "ro/checkpoints/step-00000004.h5"); }, 60))

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -187,6 +188,33 @@ bool eventually(const std::function<bool()>& predicate, double seconds) {
 }
 
 std::string mdn_binary() { return MDN_TEST_MDN_BINARY; }
+
+namespace {
+const passwd& nobody() {
+  const passwd* pw = getpwnam("nobody");
+  if (pw == nullptr) throw std::runtime_error("no user 'nobody' on this machine");
+  return *pw;
+}
+}  // namespace
+
+std::vector<std::string> as_nobody() {
+  return {"setpriv", "--reuid=" + std::to_string(nobody().pw_uid), "--regid=" + std::to_string(nobody().pw_gid),
+          "--clear-groups", "--"};
+}
+
+void give_to_nobody(const std::string& path) {
+  if (chown(path.c_str(), nobody().pw_uid, nobody().pw_gid) != 0)
+    throw std::runtime_error("chown " + path + ": " + std::strerror(errno));
+}
+
+std::string mdn_binary_for_nobody(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const fs::path copy = fs::path(dir) / ".mdn-for-nobody";
+  fs::copy_file(mdn_binary(), copy, fs::copy_options::overwrite_existing);
+  fs::permissions(copy, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
+  return copy.string();
+}
 
 std::vector<std::string> mpi_launch(int np) {
   std::vector<std::string> cmd = {MDN_TEST_MPIEXEC, MDN_TEST_MPIEXEC_NUMPROC_FLAG,

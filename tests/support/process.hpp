@@ -56,6 +56,15 @@ bool eventually(const std::function<bool()>& predicate, double seconds);
 /// The built mdn executable.
 std::string mdn_binary();
 
+/// Root ignores file permissions, so permission tests run mdn as the user `nobody`.
+/// as_nobody(): the `setpriv` prefix that runs a command as that user (throws when there is none).
+std::vector<std::string> as_nobody();
+/// Chowns `path` to nobody.
+void give_to_nobody(const std::string& path);
+/// A copy of the mdn executable in `dir` that nobody can run: the build tree may sit where that
+/// user cannot reach it (a clone under /root, mode 700).
+std::string mdn_binary_for_nobody(const std::string& dir);
+
 /// `mpiexec -n np <pre-flags>` as configured by the build.
 std::vector<std::string> mpi_launch(int np);
 
