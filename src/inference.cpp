@@ -71,14 +71,19 @@ Inputs read_inputs(const Model& m, const std::string& path, const std::string& x
   return in;
 }
 
-/// The output file must be creatable before any work is done.
-void check_output(const std::string& path, Comm& comm) {
+/// The output file must be creatable before any work is done, and must not be one of the
+/// command's own inputs (`sources`: option name and path), which the write would replace.
+void check_output(const std::string& path, const std::vector<std::pair<const char*, std::string>>& sources,
+                  Comm& comm) {
   comm.collectively([&] {
     if (!comm.is_root()) return;
     const fs::path p(path);
     const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
     std::error_code ec;
     if (fs::is_directory(p, ec)) throw input_error("--output '{}' is a directory", path);
+    for (const auto& [option, source] : sources)
+      if (fs::equivalent(p, source, ec))
+        throw input_error("--output '{}' is the same file as {} '{}': it would be overwritten", path, option, source);
     if (!fs::is_directory(dir, ec)) throw input_error("--output '{}': directory '{}' does not exist", path, dir.string());
     if (access(dir.c_str(), W_OK | X_OK) != 0)
       throw input_error("--output '{}': directory '{}' is not writable", path, dir.string());
@@ -193,7 +198,7 @@ int eval_command(const EvalOptions& o, Comm& comm) {
 }
 
 int predict_command(const PredictOptions& o, Comm& comm) {
-  check_output(o.output, comm);
+  check_output(o.output, {{"--input", o.input}, {"--checkpoint", o.checkpoint}}, comm);
   const Model m = load_model(o.checkpoint, comm);
   const Inputs in = read_inputs(m, o.input, o.x.empty() ? m.data_x : o.x, "", "--input", comm);
   const Index K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();
@@ -257,7 +262,7 @@ int sample_command(const SampleOptions& o, Comm& comm) {
     throw Error(Exit::input, "--temperature must be positive", true);
   if (!(o.sigma_temperature > 0) || !std::isfinite(o.sigma_temperature))
     throw Error(Exit::input, "--sigma-temperature must be positive", true);
-  check_output(o.output, comm);
+  check_output(o.output, {{"--input", o.input}, {"--checkpoint", o.checkpoint}}, comm);
   const Model m = load_model(o.checkpoint, comm);
   const Inputs in = read_inputs(m, o.input, o.x.empty() ? m.data_x : o.x, "", "--input", comm);
   const Index K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();

@@ -162,6 +162,17 @@ TEST_F(UseCli, BadInputIsOneClearErrorOnEveryRank) {
                "--input 'valid.h5': no dataset 'inputs'");
   expect_error({"sample", "--checkpoint", ckpt_, "--input", "valid.h5", "--output", "s.h5", "--samples", "0"},
                "--samples must be at least 1");
+  // An output that is one of the command's inputs (also under another name) is refused, and
+  // both files are left as they were.
+  const auto before_valid = fs::file_size(dir_ / "valid.h5");
+  const auto before_ckpt = fs::file_size(dir_ / ckpt_);
+  expect_error({"predict", "--checkpoint", ckpt_, "--input", "valid.h5", "--output", "./valid.h5"},
+               "--output './valid.h5' is the same file as --input 'valid.h5': it would be overwritten");
+  expect_error({"sample", "--checkpoint", ckpt_, "--input", "valid.h5", "--output", ckpt_, "--samples", "2"},
+               "--output '" + ckpt_ + "' is the same file as --checkpoint '" + ckpt_ + "'");
+  EXPECT_EQ(fs::file_size(dir_ / "valid.h5"), before_valid);
+  EXPECT_EQ(fs::file_size(dir_ / ckpt_), before_ckpt);
+  EXPECT_NO_THROW(read_checkpoint(dir_ / ckpt_));
   expect_error({"eval", "--checkpoint", ckpt_}, "--data is required");
   expect_error({"inspect", ckpt_, "--verbose"}, "--verbose");
   EXPECT_FALSE(fs::exists(dir_ / "p.h5"));
