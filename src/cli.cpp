@@ -59,8 +59,14 @@ void add_config_options(CLI::App& cmd, CheckOptions& o) {
 }
 
 void run_check(const CheckOptions& o, Comm& world) {
-  const Prepared p = prepare(o.config, o.sets, world);
-  const std::string text = summary(p, world);
+  // Everything `mdn train` would refuse, including the resume against the run directory's
+  // checkpoints; the data is scanned even when the run is already finished.
+  ResumeDecision resume;
+  const Prepared p = prepare(o.config, o.sets, world, [&](Prepared& prep) {
+    resume = decide_resume(prep, world);
+    prep.skip_data = false;
+  });
+  const std::string text = summary(p, world) + "resume     " + describe(resume) + "\n";
   print_root(world, text + "ok: the config and the data are valid for " + std::to_string(world.size()) +
                         (world.size() == 1 ? " rank\n" : " ranks\n"));
 }

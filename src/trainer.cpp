@@ -468,14 +468,7 @@ json check_resume_config(const Config& now, const Checkpoint& ck, const std::str
   return changed;
 }
 
-struct ResumePlan {
-  std::optional<Checkpoint> checkpoint;
-  std::string path;
-  std::vector<std::string> skipped;  ///< corrupt checkpoints passed over, with the reason
-};
-
-ResumePlan plan_resume(const Config& c) {
-  ResumePlan plan;
+void plan_resume(const Config& c, ResumeDecision& plan) {
   const std::string dir = checkpoint_dir(c);
   const auto existing = step_checkpoints(dir);
   const std::string& mode = c.checkpoint.resume;
@@ -485,18 +478,18 @@ ResumePlan plan_resume(const Config& c) {
       throw input_error("{}: never, but '{}' holds step checkpoints ({} ...): use a new run.dir, remove them, "
                         "or resume with checkpoint.resume: auto",
                         where, dir, existing.back().second);
-    return plan;
+    return;
   }
   if (mode != "auto") {
     plan.path = mode;
     plan.checkpoint = read_checkpoint(mode);
-    return plan;
+    return;
   }
   for (auto it = existing.rbegin(); it != existing.rend(); ++it) {
     try {
       plan.checkpoint = read_checkpoint(it->second);
       plan.path = it->second;
-      return plan;
+      return;
     } catch (const Error& e) {
       plan.skipped.push_back(e.what());
     }
@@ -506,7 +499,6 @@ ResumePlan plan_resume(const Config& c) {
     for (const auto& s : plan.skipped) list += "\n  " + s;
     throw input_error("{}: auto, but no checkpoint in '{}' is valid:{}", where, dir, list);
   }
-  return plan;
 }
 
 void write_text_atomically(const std::string& path, const std::string& text) {
@@ -522,32 +514,47 @@ void write_text_atomically(const std::string& path, const std::string& text) {
 
 }  // namespace
 
-int train_command(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm) {
-  ResumePlan plan;
-  json changed;
-  bool finished = false;
-  Prepared p = prepare(config_path, sets, comm, [&](Prepared& prep) {
-    comm.collectively([&] {
-      plan = plan_resume(prep.config);
-      if (!plan.checkpoint) return;
-      const Checkpoint& ck = *plan.checkpoint;
-      if (ck.model.input_dim != prep.model.input_dim || ck.model.output_dim != prep.model.output_dim)
-        throw input_error("checkpoint '{}' has {} inputs and {} outputs; '{}' has {} and {}", plan.path,
-                          ck.model.input_dim, ck.model.output_dim, prep.config.data.train,
-                          prep.model.input_dim, prep.model.output_dim);
-      changed = check_resume_config(prep.config, ck, plan.path);
-      if (prep.config.data.normalize) prep.fixed_norm = ck.norm;
-      std::int64_t total = prep.config.train.epochs ? *prep.config.train.epochs * prep.batches.batches_per_epoch()
-                                                    : std::numeric_limits<std::int64_t>::max();
-      if (prep.config.train.max_steps) total = std::min(total, *prep.config.train.max_steps);
-      finished = ck.step >= total;
-      prep.skip_data = finished;
-    });
+ResumeDecision decide_resume(Prepared& prep, Comm& comm) {
+  ResumeDecision d;
+  comm.collectively([&] {
+    const Config& c = prep.config;
+    d.total_steps = c.train.epochs ? *c.train.epochs * prep.batches.batches_per_epoch()
+                                   : std::numeric_limits<std::int64_t>::max();
+    if (c.train.max_steps) d.total_steps = std::min(d.total_steps, *c.train.max_steps);
+    plan_resume(c, d);
+    if (!d.checkpoint) return;
+    const Checkpoint& ck = *d.checkpoint;
+    if (ck.model.input_dim != prep.model.input_dim || ck.model.output_dim != prep.model.output_dim)
+      throw input_error("checkpoint '{}' has {} inputs and {} outputs; '{}' has {} and {}", d.path,
+                        ck.model.input_dim, ck.model.output_dim, c.data.train, prep.model.input_dim,
+                        prep.model.output_dim);
+    d.changed = check_resume_config(c, ck, d.path);
+    if (c.data.normalize) prep.fixed_norm = ck.norm;
+    d.finished = ck.step >= d.total_steps;
+    prep.skip_data = d.finished;
   });
+  if (comm.is_root())
+    for (const auto& s : d.skipped) std::fprintf(stderr, "mdn: warning: skipping a corrupt checkpoint: %s\n", s.c_str());
+  return d;
+}
+
+std::string describe(const ResumeDecision& d) {
+  if (!d.checkpoint) return "a new run: no checkpoint to resume from";
+  const Checkpoint& ck = *d.checkpoint;
+  std::string keys;
+  for (const auto& [key, v] : d.changed.items()) keys += (keys.empty() ? "" : ", ") + key;
+  if (d.finished)
+    return fmt::format("already finished at step {} (checkpoint '{}'): `mdn train` would do nothing", ck.step, d.path);
+  return fmt::format("resumes from '{}' at step {} of {} (saved by {} rank{}){}", d.path, ck.step, d.total_steps,
+                     ck.world_size, ck.world_size == 1 ? "" : "s", keys.empty() ? "" : "; changed keys: " + keys);
+}
+
+int train_command(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm) {
+  ResumeDecision plan;
+  Prepared p = prepare(config_path, sets, comm, [&](Prepared& prep) { plan = decide_resume(prep, comm); });
+  const bool finished = plan.finished;
   const Config& c = p.config;
   keep_stop_handlers(c.run.signals);
-  if (comm.is_root())
-    for (const auto& s : plan.skipped) std::fprintf(stderr, "mdn: warning: skipping a corrupt checkpoint: %s\n", s.c_str());
   if (finished) {
     if (comm.is_root())
       std::printf("run '%s' already finished at step %lld (checkpoint '%s'); nothing to do\n", c.run.dir.c_str(),
@@ -574,7 +581,7 @@ int train_command(const std::string& config_path, const std::vector<std::string>
     const Checkpoint& ck = *plan.checkpoint;
     trainer.write_metrics(json{{"kind", "resume"}, {"step", ck.step}, {"epoch", ck.epoch}, {"from", plan.path},
                                {"world_size_then", ck.world_size}, {"world_size", comm.size()},
-                               {"changed", changed}}.dump());
+                               {"changed", plan.changed}}.dump());
     std::printf("resuming from '%s' at step %lld (saved by %lld ranks, now %d)\n", plan.path.c_str(),
                 static_cast<long long>(ck.step), static_cast<long long>(ck.world_size), comm.size());
   }

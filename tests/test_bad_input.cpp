@@ -201,19 +201,10 @@ class BadInput : public testing::TestWithParam<Case> {
   TempDir dir_;
 };
 
-std::vector<std::string> listing(const std::string& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
-    out.push_back(it->path().string() + " " + std::to_string(it->is_regular_file() ? fs::file_size(it->path()) : 0));
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 TEST_P(BadInput, OneClearErrorOnEveryRankNothingWritten) {
   const Case& c = GetParam();
   if (c.setup) c.setup(dir_);
-  const auto before = listing(dir_ / "donor");
+  const auto before = dir_listing(dir_ / "donor");
   const RankedRun r = run_mdn_ranks(dir_.path(), 2, c.args, {}, 60);
   EXPECT_FALSE(r.result.timed_out) << "hang";
   EXPECT_EQ(r.codes, (std::vector<std::string>(2, std::to_string(c.code)))) << r.result.all();
@@ -222,7 +213,7 @@ TEST_P(BadInput, OneClearErrorOnEveryRankNothingWritten) {
   EXPECT_EQ(r.result.err.find("core dumped"), std::string::npos) << r.result.all();
   EXPECT_EQ(r.result.err.find("MPI_ABORT"), std::string::npos) << "settled collectively, not aborted: " << r.result.all();
   EXPECT_FALSE(fs::exists(dir_ / "run")) << "something was written to run.dir";
-  EXPECT_EQ(listing(dir_ / "donor"), before) << "an existing run directory was changed";
+  EXPECT_EQ(dir_listing(dir_ / "donor"), before) << "an existing run directory was changed";
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, BadInput, testing::ValuesIn(cases()),

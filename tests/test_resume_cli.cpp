@@ -64,6 +64,37 @@ TEST_F(TrainCli, MidEpochCheckpointsResumeExactly) {
   EXPECT_EQ(final_checkpoint("mid").params, final_checkpoint("whole").params);
 }
 
+TEST_F(TrainCli, CheckReportsTheResumeAndRefusesWhatTrainWouldRefuse) {
+  // `mdn check` before a (re)submitted job: the same verdict as `mdn train`, and nothing written.
+  expect_ok(train(1, "cr", {"train.epochs=1"}), 1);  // step-00000011.h5
+  const auto before = dir_listing(dir_ / "cr");
+  auto check = [&](std::vector<std::string> sets) {
+    std::vector<std::string> args = {"check", "cfg.yaml", "--set", "run.dir=cr"};
+    for (const auto& s : sets) args.insert(args.end(), {"--set", s});
+    return run_mdn_ranks(dir_.path(), 2, args);
+  };
+  const RankedRun more = check({"train.epochs=2"});
+  expect_ok(more, 2);
+  EXPECT_NE(more.result.out.find("resume     resumes from 'cr/checkpoints/step-00000011.h5' at step 11 of 22 (saved by 1 "
+                                 "rank); changed keys: train.epochs"),
+            std::string::npos) << more.result.out;
+  const RankedRun done = check({"train.epochs=1"});
+  expect_ok(done, 2);
+  EXPECT_NE(done.result.out.find("resume     already finished at step 11"), std::string::npos) << done.result.out;
+  const RankedRun fresh = run_mdn_ranks(dir_.path(), 2, {"check", "cfg.yaml", "--set", "run.dir=elsewhere"});
+  expect_ok(fresh, 2);
+  EXPECT_NE(fresh.result.out.find("resume     a new run"), std::string::npos) << fresh.result.out;
+  EXPECT_FALSE(fs::exists(dir_ / "elsewhere"));
+  for (const auto& [set, message] : std::vector<std::pair<std::string, std::string>>{
+           {"model.hidden=[8]", "model.hidden: is [8] here but [16, 16] in the checkpoint"},
+           {"checkpoint.resume=never", "checkpoint.resume: never, but 'cr/checkpoints' holds step checkpoints"}}) {
+    const RankedRun r = check({set});
+    EXPECT_EQ(r.codes, (std::vector<std::string>{"2", "2"})) << r.result.all();
+    EXPECT_EQ(count(r.result.err, "mdn: error: --set " + set + ": " + message), 1) << r.result.all();
+  }
+  EXPECT_EQ(dir_listing(dir_ / "cr"), before) << "mdn check changed the run directory";
+}
+
 TEST_F(TrainCli, CorruptNewestCheckpointIsReportedAndThePreviousUsed) {
   expect_ok(train(2, "c", {"train.epochs=2"}), 2);  // step-11 and step-22
   corrupt(dir_ / "c/checkpoints/step-00000022.h5");

@@ -216,6 +216,16 @@ std::string mdn_binary_for_nobody(const std::string& dir) {
   return copy.string();
 }
 
+std::vector<std::string> dir_listing(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+    out.push_back(it->path().string() + " " + std::to_string(it->is_regular_file() ? fs::file_size(it->path()) : 0));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::vector<std::string> mpi_launch(int np) {
   std::vector<std::string> cmd = {MDN_TEST_MPIEXEC, MDN_TEST_MPIEXEC_NUMPROC_FLAG,
                                   std::to_string(np)};

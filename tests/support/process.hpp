@@ -86,6 +86,9 @@ struct RankedRun {
 RankedRun run_mdn_ranks(const std::string& dir, int np, const std::vector<std::string>& args,
                         const std::map<std::string, std::string>& env = {}, double timeout = 120);
 
+/// Every file and directory under `dir` with its size, sorted: compare two to see a change.
+std::vector<std::string> dir_listing(const std::string& dir);
+
 /// Number of non-overlapping occurrences of needle in haystack.
 int count(const std::string& haystack, const std::string& needle);
 
