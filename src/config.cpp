@@ -646,6 +646,14 @@ Config parse_config(const std::string& text, const std::string& path,
     if (eq == std::string::npos || eq == 0)
       throw input_error("{}: expected KEY=VALUE, e.g. --set optimizer.lr=0.01", where);
     const std::string key = o.substr(0, eq);
+    if (find_key(key) == nullptr && is_section(key)) {
+      // `--set optimizer.schedule=cosine`: a section takes its keys one by one.
+      std::string names;
+      for (const auto& k : keys())
+        if (k.key.compare(0, key.size() + 1, key + ".") == 0 && k.key.find('.', key.size() + 1) == std::string::npos)
+          names += (names.empty() ? "" : ", ") + k.key;
+      throw input_error("{}: '{}' is a section; --set takes one key at a time: {}", where, key, names);
+    }
     if (find_key(key) == nullptr)
       throw input_error("{}: unknown key '{}'{}", where, key, did_you_mean(key));
     Node value;

@@ -57,7 +57,7 @@ const char* type_class_name(H5T_class_t c) {
 }
 
 DatasetInfo describe_dataset(hid_t file, const std::string& path, const std::string& name,
-                             const std::string& what) {
+                             const std::string& what, const std::string& origin) {
   DatasetInfo d;
   d.name = name;
   const std::string where = fmt::format("{} '{}'", what, path);
@@ -65,8 +65,8 @@ DatasetInfo describe_dataset(hid_t file, const std::string& path, const std::str
     const htri_t exists = H5Lexists(file, name.c_str(), H5P_DEFAULT);
     h5::take_error_stack();
     if (exists <= 0)
-      throw input_error("{}: no dataset '{}' (datasets in the file: {})", where, name,
-                        join(root_datasets(file)));
+      throw input_error("{}: no dataset '{}' ({}datasets in the file: {})", where, name,
+                        origin.empty() ? "" : "named by " + origin + "; ", join(root_datasets(file)));
   }
   const h5::Handle ds = h5::checked(H5Dopen2(file, name.c_str(), H5P_DEFAULT),
                                     fmt::format("{}: cannot open dataset '{}'", where, name), Exit::input);
@@ -160,8 +160,8 @@ Index first_bad_column(const Eigen::MatrixXd& m) {
 
 }  // namespace
 
-DataFileInfo inspect_data(const std::string& path, const std::string& x_name,
-                          const std::string& y_name, const std::string& what) {
+DataFileInfo inspect_data(const std::string& path, const std::string& x_name, const std::string& y_name,
+                          const std::string& what, const std::string& x_origin, const std::string& y_origin) {
   h5::quiet();
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -176,9 +176,9 @@ DataFileInfo inspect_data(const std::string& path, const std::string& x_name,
                                       fmt::format("{}: cannot open '{}'", what, path), Exit::input);
   DataFileInfo info;
   info.path = path;
-  info.x = describe_dataset(file.get(), path, x_name, what);
+  info.x = describe_dataset(file.get(), path, x_name, what, x_origin);
   if (y_name.empty()) return info;  // inputs only (predict, sample)
-  info.y = describe_dataset(file.get(), path, y_name, what);
+  info.y = describe_dataset(file.get(), path, y_name, what, y_origin);
   if (info.x.rows != info.y.rows)
     throw input_error("{} '{}': datasets '{}' and '{}' have different row counts ({} and {})", what, path,
                       x_name, y_name, info.x.rows, info.y.rows);

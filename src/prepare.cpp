@@ -86,9 +86,10 @@ Prepared prepare(const std::string& config_path, const std::vector<std::string>&
 
   // Headers first, on every rank (they see the same files): cheap, and all errors are settled.
   comm.collectively([&] {
-    p.train_file = inspect_data(c.data.train, c.data.x, c.data.y, key_origin(c, "data.train"));
+    const std::string x_origin = key_origin(c, "data.x"), y_origin = key_origin(c, "data.y");
+    p.train_file = inspect_data(c.data.train, c.data.x, c.data.y, key_origin(c, "data.train"), x_origin, y_origin);
     if (c.data.valid) {
-      p.valid_file = inspect_data(*c.data.valid, c.data.x, c.data.y, key_origin(c, "data.valid"));
+      p.valid_file = inspect_data(*c.data.valid, c.data.x, c.data.y, key_origin(c, "data.valid"), x_origin, y_origin);
       if (p.valid_file->x.cols != p.train_file.x.cols || p.valid_file->y.cols != p.train_file.y.cols)
         throw input_error("{}: '{}' has {} inputs and {} outputs, the training file '{}' has {} and {}",
                           key_origin(c, "data.valid"), *c.data.valid, p.valid_file->x.cols,

@@ -71,6 +71,9 @@ std::vector<Case> cases() {
   c.push_back({"set_unknown_key", nullptr, train({"optimizer.learning_rate=0.1"}), 2,
                "--set optimizer.learning_rate=0.1: unknown key 'optimizer.learning_rate'"});
   c.push_back({"set_malformed", nullptr, train({"optimizer.lr"}), 2, "--set optimizer.lr: expected KEY=VALUE"});
+  c.push_back({"set_section", nullptr, train({"optimizer.schedule=cosine"}), 2,
+               "--set optimizer.schedule=cosine: 'optimizer.schedule' is a section; --set takes one key at a time: "
+               "optimizer.schedule.name, optimizer.schedule.warmup_steps"});
   c.push_back({"unknown_flag", nullptr, {"train", "cfg.yaml", "--verbose"}, 2, "The following argument was not expected: --verbose"});
   c.push_back({"missing_config", nullptr, {"train", "nope.yaml"}, 2, "nope.yaml: cannot read the config file: No such file or directory"});
   c.push_back({"config_is_directory", [](const TempDir& d) { fs::create_directory(d / "cdir"); }, {"train", "cdir"}, 2,
@@ -85,7 +88,15 @@ std::vector<Case> cases() {
   c.push_back({"not_hdf5", [](const TempDir& d) { write(d / "t.h5", "x,y\n1,2\n"); }, train({"data.train=t.h5"}), 2,
                "data.train: 't.h5' is not an HDF5 file"});
   c.push_back({"missing_dataset", nullptr, train({"data.y=target"}), 2,
-               "data.train 'train.h5': no dataset 'target' (datasets in the file: 'x', 'y')"});
+               "data.train 'train.h5': no dataset 'target' (named by --set data.y=target: data.y; datasets in the file: "
+               "'x', 'y')"});
+  c.push_back({"missing_dataset_in_yaml",
+               [](const TempDir& d) {
+                 write(d / "c.yaml", "run: {dir: run}\ndata:\n  train: train.h5\n  x: inputs\ntrain: {epochs: 1, batch_size: 10}\n");
+               },
+               train({}, "c.yaml"), 2,
+               "c.yaml:3:10: data.train 'train.h5': no dataset 'inputs' (named by c.yaml:4:6: data.x; datasets in the "
+               "file: 'x', 'y')"});
   c.push_back({"row_counts_differ",
                [](const TempDir& d) { dataset_file(d / "b.h5", {50, 2}, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, kOnes.data(), {49, 1}, kOnes.data()); },
                train({"data.train=b.h5", "data.valid=null"}), 2, "datasets 'x' and 'y' have different row counts (50 and 49)"});

@@ -95,7 +95,8 @@ TEST_F(CheckCli, FileErrors) {
   expect_error({"cfg.yaml", "--set", "data.valid=text.h5"},
                "--set data.valid=text.h5: data.valid: 'text.h5' is not an HDF5 file (or cannot be read)");
   expect_error({"cfg.yaml", "--set", "data.x=inputs"},
-               "cfg.yaml:4:10: data.train 'train.h5': no dataset 'inputs' (datasets in the file: 'x', 'y')");
+               "cfg.yaml:4:10: data.train 'train.h5': no dataset 'inputs' (named by --set data.x=inputs: data.x; "
+               "datasets in the file: 'x', 'y')");
   write(dir_ / "afile", "");
   expect_error({"cfg.yaml", "--set", "run.dir=afile"},
                "--set run.dir=afile: run.dir: 'afile' exists and is not a directory");

@@ -39,10 +39,13 @@ struct DataFileInfo {
 };
 
 /// Opens `path` and checks datasets x_name and y_name: present, numeric float32/float64, rank 1
-/// or 2, non-empty, with the same row count. An empty y_name reads inputs only (y.cols = 0). `what` names the config key in messages (e.g.
-/// "configs/a.yaml:4:10: data.train"). Throws mdn::Error (exit 2).
-DataFileInfo inspect_data(const std::string& path, const std::string& x_name,
-                          const std::string& y_name, const std::string& what);
+/// or 2, non-empty, with the same row count. An empty y_name reads inputs only (y.cols = 0).
+/// `what` names the file's config key in messages (e.g. "configs/a.yaml:4:10: data.train");
+/// x_origin and y_origin, when given, name where the dataset names come from (e.g.
+/// "configs/a.yaml:10:6: data.x"), for a dataset that is not there. Throws mdn::Error (exit 2).
+DataFileInfo inspect_data(const std::string& path, const std::string& x_name, const std::string& y_name,
+                          const std::string& what, const std::string& x_origin = "",
+                          const std::string& y_origin = "");
 
 /// Rows [begin, end) of a dataset.
 struct RowRange {
