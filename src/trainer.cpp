@@ -443,16 +443,18 @@ json check_resume_config(const Config& now, const Checkpoint& ck, const std::str
     throw input_error("checkpoint '{}': its stored config is not valid: {}", ck_path, e.what());
   }
   for (const std::string& key : resume_fixed_keys()) {
-    std::string a = key_value(then, key);
-    std::string b = key_value(now, key);
-    if (key == "data.train") {
-      a = resolved_path(then.data.train);
-      b = resolved_path(now.data.train);
-    }
-    if (a != b)
-      throw input_error("{}{}: is {} here but {} in the checkpoint '{}'; it cannot change when resuming "
+    const std::string a = key_value(then, key);
+    const std::string b = key_value(now, key);
+    // The training file may be named differently (relative, absolute, through a link) as long
+    // as it is the same file; a relative path is taken from the working directory.
+    const bool same = key == "data.train" ? resolved_path(then.data.train) == resolved_path(now.data.train) : a == b;
+    if (!same)
+      throw input_error("{}{}: is {} here but {} in the checkpoint '{}'{}; it cannot change when resuming "
                         "(use a new run.dir, or checkpoint.resume: never with an empty one)",
-                        now.where(key), key, b, a, ck_path);
+                        now.where(key), key, b, a, ck_path,
+                        key == "data.train" ? fmt::format(" (that is '{}' from this working directory, this run's is '{}')",
+                                                          resolved_path(then.data.train), resolved_path(now.data.train))
+                                            : "");
   }
   const bool momentum_then = then.optimizer.name == OptimizerKind::sgd && then.optimizer.momentum != 0;
   const bool momentum_now = now.optimizer.name == OptimizerKind::sgd && now.optimizer.momentum != 0;
