@@ -110,22 +110,23 @@ KeySpec optional_integer(std::string key, Field<std::optional<std::int64_t>> f, 
           }};
 }
 
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
 struct RealRange {
   double lo;
   double hi;
   bool lo_open;
   bool hi_open;
   std::string text() const {
-    if (hi == std::numeric_limits<double>::infinity())
+    if (hi == kInf)
       return fmt::format("{} {}", lo_open ? ">" : ">=", fmt_real(lo));
     return fmt::format("{}{}, {}{}", lo_open ? "(" : "[", fmt_real(lo), fmt_real(hi), hi_open ? ")" : "]");
   }
   void check(double v) const {
     const bool ok = (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
-    if (!ok) bad(fmt::format("must be in {}, got {}", text(), fmt_real(v)));
+    if (!ok) bad(fmt::format("must be {}{}, got {}", hi == kInf ? "" : "in ", text(), fmt_real(v)));
   }
 };
-constexpr double kInf = std::numeric_limits<double>::infinity();
 const RealRange kPositive{0, kInf, true, false};
 const RealRange kNonNegative{0, kInf, false, false};
 

@@ -166,7 +166,10 @@ DataFileInfo inspect_data(const std::string& path, const std::string& x_name, co
   namespace fs = std::filesystem;
   std::error_code ec;
   const auto status = fs::status(path, ec);
-  if (!fs::exists(status)) throw input_error("{}: '{}': no such file", what, path);
+  if (!fs::exists(status))
+    throw input_error("{}: '{}': no such file{}", what, path,
+                      fs::path(path).is_relative() ? fmt::format(" (in the working directory '{}')", fs::current_path(ec).string())
+                                                   : "");
   if (fs::is_directory(status)) throw input_error("{}: '{}' is a directory, not an HDF5 file", what, path);
   const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
   h5::take_error_stack();

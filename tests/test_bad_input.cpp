@@ -61,8 +61,8 @@ std::vector<Case> cases() {
                "model.hidden: element 1: must be 1 .. 1048576, got -4"});
   c.push_back({"zero_components", nullptr, train({"model.components=0"}), 2,
                "model.components: must be 1 .. 4096, got 0"});
-  c.push_back({"negative_lr", nullptr, train({"optimizer.lr=-0.1"}), 2, "optimizer.lr: must be in > 0, got -0.1"});
-  c.push_back({"zero_sigma_min", nullptr, train({"model.sigma_min=0"}), 2, "model.sigma_min: must be in > 0, got 0"});
+  c.push_back({"negative_lr", nullptr, train({"optimizer.lr=-0.1"}), 2, "optimizer.lr: must be > 0, got -0.1"});
+  c.push_back({"zero_sigma_min", nullptr, train({"model.sigma_min=0"}), 2, "model.sigma_min: must be > 0, got 0"});
   c.push_back({"micro_batch", nullptr, train({"train.micro_batch=3"}), 2,
                "train.micro_batch (3) must divide train.batch_size (10)"});
   c.push_back({"no_length", [](const TempDir& d) { write(d / "c.yaml", "run: {dir: run}\ndata: {train: train.h5}\n"); },
@@ -81,7 +81,7 @@ std::vector<Case> cases() {
   c.push_back({"drop_last_empty_epoch", nullptr, train({"train.drop_last=true", "train.batch_size=100"}), 2,
                "train.drop_last is on and train.batch_size (100) exceeds the 50 training rows"});
   // --- files and datasets -------------------------------------------------------------------------
-  c.push_back({"missing_train_file", nullptr, train({"data.train=nope.h5"}), 2, "data.train: 'nope.h5': no such file"});
+  c.push_back({"missing_train_file", nullptr, train({"data.train=nope.h5"}), 2, "data.train: 'nope.h5': no such file (in the working directory '"});
   c.push_back({"missing_valid_file", nullptr, train({"data.valid=nope.h5"}), 2, "data.valid: 'nope.h5': no such file"});
   c.push_back({"directory_as_data", [](const TempDir& d) { fs::create_directory(d / "ddir"); }, train({"data.train=ddir"}), 2,
                "data.train: 'ddir' is a directory, not an HDF5 file"});

@@ -73,7 +73,7 @@ TEST_F(CheckCli, ConfigErrors) {
   write(dir_ / "b.yaml", base_ + "  micro_batch: many\n");
   expect_error({"b.yaml"}, "b.yaml:9:16: train.micro_batch: expected an integer, got 'many'");
   expect_error({"cfg.yaml", "--set", "model.sigma_min=0"},
-               "--set model.sigma_min=0: model.sigma_min: must be in > 0, got 0");
+               "--set model.sigma_min=0: model.sigma_min: must be > 0, got 0");
   expect_error({"cfg.yaml", "--set", "train.micro_batch=4"},
                "--set train.micro_batch=4: train.micro_batch (4) must divide train.batch_size (10)");
   expect_error({"cfg.yaml", "--set", "modle.hidden=[4]"},
@@ -87,7 +87,8 @@ TEST_F(CheckCli, ConfigErrors) {
 
 TEST_F(CheckCli, FileErrors) {
   expect_error({"cfg.yaml", "--set", "data.train=nope.h5"},
-               "--set data.train=nope.h5: data.train: 'nope.h5': no such file");
+               "--set data.train=nope.h5: data.train: 'nope.h5': no such file (in the working directory '" +
+                   std::filesystem::canonical(dir_.path()).string() + "')");
   std::filesystem::create_directory(dir_ / "d.h5");
   expect_error({"cfg.yaml", "--set", "data.train=d.h5"},
                "--set data.train=d.h5: data.train: 'd.h5' is a directory, not an HDF5 file");

@@ -126,7 +126,7 @@ TEST(Config, WrongTypesAndRanges) {
   EXPECT_EQ(error_of(std::string(kMinimal) + "optimizer:\n  lr: fast\n"),
             "c.yaml:8:7: optimizer.lr: expected a number, got 'fast'");
   EXPECT_EQ(error_of(std::string(kMinimal) + "optimizer:\n  lr: -1\n"),
-            "c.yaml:8:7: optimizer.lr: must be in > 0, got -1");
+            "c.yaml:8:7: optimizer.lr: must be > 0, got -1");
   EXPECT_EQ(error_of(kMinimal, {"train.batch_size=0"}),
             "--set train.batch_size=0: train.batch_size: must be >= 1, got 0");
   EXPECT_EQ(error_of(kMinimal, {"train.batch_size=2.5"}),
