@@ -58,6 +58,13 @@ void add_config_options(CLI::App& cmd, CheckOptions& o) {
       ->type_name("KEY=VALUE");
 }
 
+void add_model_inputs(CLI::App& cmd, ModelInputs& o) {
+  cmd.add_option("--checkpoint", o.checkpoint, "Checkpoint file")->required();
+  cmd.add_option("--input", o.input, "HDF5 file with the inputs")->required();
+  cmd.add_option("--x", o.x, "Dataset of inputs (default: the checkpoint's data.x)");
+  cmd.add_option("--output", o.output, "HDF5 file to write")->required();
+}
+
 void run_check(const CheckOptions& o, Comm& world) {
   // Everything `mdn train` would refuse, including the resume against the run directory's
   // checkpoints; the data is scanned even when the run is already finished.
@@ -106,19 +113,13 @@ Outcome run(int argc, char** argv, Comm& world) {
       "predict", "The mixture of every input row, in the data's units: pi (N, K), mu and sigma (N, K, L), and "
                  "the mixture's mean, variance (law of total variance) and mode (mean of the heaviest component), "
                  "(N, L), as float64 datasets of an HDF5 file");
-  predict->add_option("--checkpoint", predict_opts.checkpoint, "Checkpoint file")->required();
-  predict->add_option("--input", predict_opts.input, "HDF5 file with the inputs")->required();
-  predict->add_option("--x", predict_opts.x, "Dataset of inputs (default: the checkpoint's data.x)");
-  predict->add_option("--output", predict_opts.output, "HDF5 file to write")->required();
+  add_model_inputs(*predict, predict_opts);
 
   SampleOptions sample_opts;
   CLI::App* sample = app.add_subcommand(
       "sample", "Draws samples from the mixture of every input row into dataset `samples` (N, S, L), data "
                 "units; identical for any number of ranks (counter-based in seed, row and sample)");
-  sample->add_option("--checkpoint", sample_opts.checkpoint, "Checkpoint file")->required();
-  sample->add_option("--input", sample_opts.input, "HDF5 file with the inputs")->required();
-  sample->add_option("--x", sample_opts.x, "Dataset of inputs (default: the checkpoint's data.x)");
-  sample->add_option("--output", sample_opts.output, "HDF5 file to write")->required();
+  add_model_inputs(*sample, sample_opts);
   sample->add_option("--samples", sample_opts.samples, "Samples per row (S)")->required();
   sample->add_option("--temperature", sample_opts.temperature,
                      "Mixing weights softmax(logits / T): T < 1 sharpens towards the heaviest component, T > 1 "

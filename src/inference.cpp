@@ -71,17 +71,17 @@ Inputs read_inputs(const Model& m, const std::string& path, const std::string& x
   return in;
 }
 
-/// The output file must be creatable before any work is done, and must not be one of the
-/// command's own inputs (`sources`: option name and path), which the write would replace.
-void check_output(const std::string& path, const std::vector<std::pair<const char*, std::string>>& sources,
-                  Comm& comm) {
+/// The output file must be creatable before any work is done, and must be neither the input
+/// nor the checkpoint, which the write would replace.
+void check_output(const ModelInputs& o, Comm& comm) {
   comm.collectively([&] {
     if (!comm.is_root()) return;
+    const std::string& path = o.output;
     const fs::path p(path);
     const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
     std::error_code ec;
     if (fs::is_directory(p, ec)) throw input_error("--output '{}' is a directory", path);
-    for (const auto& [option, source] : sources)
+    for (const auto& [option, source] : {std::pair{"--input", o.input}, std::pair{"--checkpoint", o.checkpoint}})
       if (fs::equivalent(p, source, ec))
         throw input_error("--output '{}' is the same file as {} '{}': it would be overwritten", path, option, source);
     if (!fs::is_directory(dir, ec)) throw input_error("--output '{}': directory '{}' does not exist", path, dir.string());
@@ -124,6 +124,20 @@ void write_output(const std::string& path, const std::vector<OutputDataset>& set
     bytes = h5::file_image(f, fmt::format("'{}'", path));
   }
   write_file_atomically(path, bytes);
+}
+
+/// A model and this rank's rows of its input file, after checking that the output will not
+/// replace either of them.
+struct Opened {
+  Model m;
+  Inputs in;
+};
+
+Opened open_model_inputs(const ModelInputs& o, Comm& comm) {
+  check_output(o, comm);
+  Opened r{load_model(o.checkpoint, comm), {}};
+  r.in = read_inputs(r.m, o.input, o.x.empty() ? r.m.data_x : o.x, "", "--input", comm);
+  return r;
 }
 
 /// Gathers each rank's row-major (n, width) doubles into the global (N, width) on rank 0.
@@ -198,9 +212,7 @@ int eval_command(const EvalOptions& o, Comm& comm) {
 }
 
 int predict_command(const PredictOptions& o, Comm& comm) {
-  check_output(o.output, {{"--input", o.input}, {"--checkpoint", o.checkpoint}}, comm);
-  const Model m = load_model(o.checkpoint, comm);
-  const Inputs in = read_inputs(m, o.input, o.x.empty() ? m.data_x : o.x, "", "--input", comm);
+  const auto [m, in] = open_model_inputs(o, comm);
   const Index K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();
   const Mixtures mix = mixtures(m, in.rows);
   // Row-major per row: pi (K), mu (K L), sigma (K L), mean (L), variance (L), mode (L).
@@ -262,9 +274,7 @@ int sample_command(const SampleOptions& o, Comm& comm) {
     throw Error(Exit::input, "--temperature must be positive", true);
   if (!(o.sigma_temperature > 0) || !std::isfinite(o.sigma_temperature))
     throw Error(Exit::input, "--sigma-temperature must be positive", true);
-  check_output(o.output, {{"--input", o.input}, {"--checkpoint", o.checkpoint}}, comm);
-  const Model m = load_model(o.checkpoint, comm);
-  const Inputs in = read_inputs(m, o.input, o.x.empty() ? m.data_x : o.x, "", "--input", comm);
+  const auto [m, in] = open_model_inputs(o, comm);
   const Index K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();
   const Index S = o.samples;
   const double need = static_cast<double>(in.file.x.rows) * static_cast<double>(S * L) * 8.0;

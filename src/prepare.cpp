@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "mdn/error.hpp"
@@ -136,6 +138,12 @@ Prepared prepare(const std::string& config_path, const std::vector<std::string>&
   return p;
 }
 
+std::int64_t total_steps(const Config& c, const BatchSpec& b) {
+  std::int64_t steps = c.train.epochs ? *c.train.epochs * b.batches_per_epoch() : std::numeric_limits<std::int64_t>::max();
+  if (c.train.max_steps) steps = std::min(steps, *c.train.max_steps);
+  return steps;
+}
+
 std::string summary(const Prepared& p, Comm& comm) {
   const Config& c = p.config;
   const Index rows = p.train_range.size();
@@ -163,9 +171,7 @@ std::string summary(const Prepared& p, Comm& comm) {
                    b.batch, b.micro, b.batches_per_epoch(), G, last,
                    b.rows_per_epoch() < b.rows ? fmt::format(" ({} rows dropped)", b.rows - b.rows_per_epoch()) : "");
   if (c.train.epochs || c.train.max_steps) {
-    std::int64_t steps = c.train.epochs ? *c.train.epochs * b.batches_per_epoch() : *c.train.max_steps;
-    if (c.train.max_steps) steps = std::min(steps, *c.train.max_steps);
-    s += fmt::format("schedule   {} steps ({} epochs of {} steps{})\n", steps,
+    s += fmt::format("schedule   {} steps ({} epochs of {} steps{})\n", total_steps(c, b),
                      c.train.epochs ? std::to_string(*c.train.epochs) : "-", b.batches_per_epoch(),
                      c.train.max_steps ? fmt::format(", max_steps {}", *c.train.max_steps) : "");
   }

@@ -87,9 +87,7 @@ Trainer::Trainer(Prepared& p, Comm& comm, const Checkpoint* resume)
       x_(p.model.input_dim, p.batches.micro),
       y_(p.model.output_dim, p.batches.micro),
       replica_hashes_(static_cast<std::size_t>(comm.size()), 0) {
-  const std::int64_t per_epoch = p.batches.batches_per_epoch();
-  total_steps_ = c_.train.epochs ? *c_.train.epochs * per_epoch : std::numeric_limits<std::int64_t>::max();
-  if (c_.train.max_steps) total_steps_ = std::min(total_steps_, *c_.train.max_steps);
+  total_steps_ = mdn::total_steps(c_, p.batches);
 
   if (resume != nullptr) {
     params_ = resume->params;
@@ -447,14 +445,14 @@ json check_resume_config(const Config& now, const Checkpoint& ck, const std::str
     const std::string b = key_value(now, key);
     // The training file may be named differently (relative, absolute, through a link) as long
     // as it is the same file; a relative path is taken from the working directory.
-    const bool same = key == "data.train" ? resolved_path(then.data.train) == resolved_path(now.data.train) : a == b;
-    if (!same)
+    const bool is_path = key == "data.train";
+    const std::string ra = is_path ? resolved_path(a) : a, rb = is_path ? resolved_path(b) : b;
+    if (ra != rb)
       throw input_error("{}{}: is {} here but {} in the checkpoint '{}'{}; it cannot change when resuming "
                         "(use a new run.dir, or checkpoint.resume: never with an empty one)",
                         now.where(key), key, b, a, ck_path,
-                        key == "data.train" ? fmt::format(" (that is '{}' from this working directory, this run's is '{}')",
-                                                          resolved_path(then.data.train), resolved_path(now.data.train))
-                                            : "");
+                        is_path ? fmt::format(" (that is '{}' from this working directory, this run's is '{}')", ra, rb)
+                                : "");
   }
   const bool momentum_then = then.optimizer.name == OptimizerKind::sgd && then.optimizer.momentum != 0;
   const bool momentum_now = now.optimizer.name == OptimizerKind::sgd && now.optimizer.momentum != 0;
@@ -520,9 +518,7 @@ ResumeDecision decide_resume(Prepared& prep, Comm& comm) {
   ResumeDecision d;
   comm.collectively([&] {
     const Config& c = prep.config;
-    d.total_steps = c.train.epochs ? *c.train.epochs * prep.batches.batches_per_epoch()
-                                   : std::numeric_limits<std::int64_t>::max();
-    if (c.train.max_steps) d.total_steps = std::min(d.total_steps, *c.train.max_steps);
+    d.total_steps = total_steps(c, prep.batches);
     plan_resume(c, d);
     if (!d.checkpoint) return;
     const Checkpoint& ck = *d.checkpoint;

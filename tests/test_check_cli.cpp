@@ -25,15 +25,7 @@ void write(const std::string& path, const std::string& text) { std::ofstream(pat
 class CheckCli : public testing::Test {
  protected:
   void SetUp() override {
-    std::vector<float> x, y;
-    for (int i = 0; i < 50; ++i) {
-      x.push_back(static_cast<float>(i));
-      x.push_back(static_cast<float>(i % 7));
-      y.push_back(static_cast<float>(i) * 0.5f);
-    }
-    write_xy(dir_ / "train.h5", x, 2, y, 1);
-    write_xy(dir_ / "valid.h5", std::vector<float>(x.begin(), x.begin() + 40), 2,
-             std::vector<float>(y.begin(), y.begin() + 20), 1);
+    write_small_problem(dir_.path(), 1.0f);
     write(dir_ / "cfg.yaml", base_);
   }
 

@@ -23,20 +23,19 @@ struct EvalOptions {
 /// Prints the mean NLL per sample and the row count (rank 0). Returns the exit code.
 int eval_command(const EvalOptions& o, Comm& comm);
 
-struct PredictOptions {
+/// The files of a command that runs a model over the rows of an input file.
+struct ModelInputs {
   std::string checkpoint;
   std::string input;
-  std::string x;
+  std::string x;  ///< dataset of inputs; empty: the checkpoint's data.x
   std::string output;
 };
+
+using PredictOptions = ModelInputs;
 /// Writes pi (N, K), mu and sigma (N, K, L), mean, variance and mode (N, L) to `output`.
 int predict_command(const PredictOptions& o, Comm& comm);
 
-struct SampleOptions {
-  std::string checkpoint;
-  std::string input;
-  std::string x;
-  std::string output;
+struct SampleOptions : ModelInputs {
   std::int64_t samples = 1;
   double temperature = 1.0;        ///< pi = softmax(logits / temperature)
   double sigma_temperature = 1.0;  ///< sigma multiplied by this

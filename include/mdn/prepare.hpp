@@ -43,6 +43,10 @@ Prepared prepare(const std::string& config_path, const std::vector<std::string>&
 /// Checks that run.dir is, or can be created as, a writable directory. Writes nothing.
 void check_run_dir(const Config& c);
 
+/// The run's last step: train.epochs whole epochs or train.max_steps, whichever comes first
+/// (the config requires one of them).
+std::int64_t total_steps(const Config& c, const BatchSpec& b);
+
 /// The summary `mdn check` prints (rank 0's text; collective).
 std::string summary(const Prepared& p, Comm& comm);
 

@@ -43,6 +43,20 @@ inline void write_xy(const std::string& path, const std::vector<float>& x, hsize
   write_dataset(path, false, "y", {N, L}, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, y.data());
 }
 
+/// A small valid problem in `dir`: train.h5 with 50 rows (D = 2: i * x0_step and i mod 7; L = 1:
+/// i / 2) and valid.h5 with its first 20 rows.
+inline void write_small_problem(const std::string& dir, float x0_step) {
+  std::vector<float> x, y;
+  for (int i = 0; i < 50; ++i) {
+    x.push_back(static_cast<float>(i) * x0_step);
+    x.push_back(static_cast<float>(i % 7));
+    y.push_back(static_cast<float>(i) * 0.5f);
+  }
+  write_xy(dir + "/train.h5", x, 2, y, 1);
+  write_xy(dir + "/valid.h5", std::vector<float>(x.begin(), x.begin() + 40), 2,
+           std::vector<float>(y.begin(), y.begin() + 20), 1);
+}
+
 }  // namespace mdn::test
 
 namespace mdn::test {
