@@ -212,7 +212,9 @@ int eval_command(const EvalOptions& o, Comm& comm) {
 }
 
 int predict_command(const PredictOptions& o, Comm& comm) {
-  const auto [m, in] = open_model_inputs(o, comm);
+  const Opened opened = open_model_inputs(o, comm);
+  const Model& m = opened.m;  // named references, not a structured binding: lambdas capture them
+  const Inputs& in = opened.in;
   const Index K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();
   const Mixtures mix = mixtures(m, in.rows);
   // Row-major per row: pi (K), mu (K L), sigma (K L), mean (L), variance (L), mode (L).
@@ -274,7 +276,9 @@ int sample_command(const SampleOptions& o, Comm& comm) {
     throw Error(Exit::input, "--temperature must be positive", true);
   if (!(o.sigma_temperature > 0) || !std::isfinite(o.sigma_temperature))
     throw Error(Exit::input, "--sigma-temperature must be positive", true);
-  const auto [m, in] = open_model_inputs(o, comm);
+  const Opened opened = open_model_inputs(o, comm);
+  const Model& m = opened.m;  // named references, not a structured binding: lambdas capture them
+  const Inputs& in = opened.in;
   const Index K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();
   const Index S = o.samples;
   const double need = static_cast<double>(in.file.x.rows) * static_cast<double>(S * L) * 8.0;
