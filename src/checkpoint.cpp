@@ -28,7 +28,7 @@ constexpr const char* kFormat = "mdn-checkpoint";
 constexpr const char* kChecksumAlgorithm =
     "xxh3-64 of: every dataset's raw little-endian bytes in lexicographic order of its path "
     "(no leading '/'); then step, epoch, samples_seen, world_size, /optimizer step as int64; "
-    "best_valid_nll as float64; the config text";
+    "best_valid_nll as float64; the config text; the cpu_level text";
 
 std::vector<std::string> state_names(OptimizerKind k, bool momentum) {
   if (k == OptimizerKind::sgd) return momentum ? std::vector<std::string>{"momentum"} : std::vector<std::string>{};
@@ -36,7 +36,8 @@ std::vector<std::string> state_names(OptimizerKind k, bool momentum) {
 }
 
 /// The bytes the checksum covers after the datasets.
-std::string checksum_of(std::map<std::string, std::string> datasets, const Checkpoint& c) {
+/// The checksum of format `version`.
+std::string checksum_of(const std::map<std::string, std::string>& datasets, const Checkpoint& c, std::int64_t version) {
   XXH3_state_t* st = XXH3_createState();
   XXH3_64bits_reset(st);
   for (const auto& [path, bytes] : datasets) XXH3_64bits_update(st, bytes.data(), bytes.size());
@@ -44,6 +45,7 @@ std::string checksum_of(std::map<std::string, std::string> datasets, const Check
     XXH3_64bits_update(st, &v, sizeof v);
   XXH3_64bits_update(st, &c.best_valid_nll, sizeof c.best_valid_nll);
   XXH3_64bits_update(st, c.config.data(), c.config.size());
+  if (version >= 2) XXH3_64bits_update(st, c.cpu_level.data(), c.cpu_level.size());
   const XXH64_hash_t h = XXH3_64bits_digest(st);
   XXH3_freeState(st);
   return fmt::format("{:016x}", h);
@@ -167,6 +169,7 @@ void write_contents(Writer& w, const Checkpoint& c) {
   w.attr("/", "world_size", c.world_size);
   w.attr("/", "config", c.config);
   w.attr("/", "best_valid_nll", c.best_valid_nll);
+  w.attr("/", "cpu_level", c.cpu_level);
   w.attr("/model", "input_dim", std::int64_t{m.input_dim});
   w.attr("/model", "output_dim", std::int64_t{m.output_dim});
   w.attr("/model", "components", std::int64_t{m.components});
@@ -176,7 +179,7 @@ void write_contents(Writer& w, const Checkpoint& c) {
   w.attr("/model", "hidden", std::vector<std::int64_t>(m.hidden.begin(), m.hidden.end()));
   w.attr("/optimizer", "name", std::string(to_string(c.optimizer)));
   w.attr("/optimizer", "step", c.optimizer_steps);
-  w.attr("/", "checksum", checksum_of(w.datasets(), c));
+  w.attr("/", "checksum", checksum_of(w.datasets(), c, kCheckpointFormatVersion));
   w.attr("/", "checksum_algorithm", std::string(kChecksumAlgorithm));
 }
 
@@ -382,8 +385,10 @@ Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
   Checkpoint c;
   if (!r.has("/", "format") || r.str("/", "format") != kFormat) r.fail("not an mdn checkpoint (no format attribute 'mdn-checkpoint')");
   const std::int64_t version = r.i64("/", "format_version");
-  if (version != kCheckpointFormatVersion)
-    r.fail(fmt::format("format version {}; this mdn reads version {}", version, kCheckpointFormatVersion));
+  if (version < 1 || version > kCheckpointFormatVersion)
+    r.fail(fmt::format("format version {}; this mdn reads versions 1 to {}", version, kCheckpointFormatVersion));
+  c.format_version = version;
+  if (version >= 2) c.cpu_level = r.str("/", "cpu_level");
   c.step = r.i64("/", "step");
   c.epoch = r.i64("/", "epoch");
   c.samples_seen = r.i64("/", "samples_seen");
@@ -443,7 +448,7 @@ Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
   const std::string stored = r.str("/", "checksum");
   // No dataset of this checkpoint is larger than the parameters plus their normalisation.
   const double largest = 8.0 * static_cast<double>(layout.size() + m.input_dim + m.output_dim) + 4096;
-  const std::string computed = checksum_of(r.all_datasets(largest), c);
+  const std::string computed = checksum_of(r.all_datasets(largest), c, version);
   if (status != nullptr) {
     *status = {stored, computed};
   } else if (stored != computed) {

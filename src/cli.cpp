@@ -7,6 +7,7 @@
 
 #include "mdn/build_info.hpp"
 #include "mdn/config.hpp"
+#include "mdn/cpu.hpp"
 #include "mdn/error.hpp"
 #include "mdn/inference.hpp"
 #include "mdn/prepare.hpp"
@@ -58,11 +59,19 @@ void add_config_options(CLI::App& cmd, CheckOptions& o) {
       ->type_name("KEY=VALUE");
 }
 
+void add_cpu_option(CLI::App& cmd, std::string& cpu) {
+  cmd.add_option("--cpu", cpu,
+                 "Instruction-set level of the kernels, as run.cpu: auto (default: the checkpoint's level if every rank "
+                 "supports it, else the best level all ranks support) or one of " + cpu_level_names())
+      ->type_name("LEVEL");
+}
+
 void add_model_inputs(CLI::App& cmd, ModelInputs& o) {
   cmd.add_option("--checkpoint", o.checkpoint, "Checkpoint file")->required();
   cmd.add_option("--input", o.input, "HDF5 file with the inputs")->required();
   cmd.add_option("--x", o.x, "Dataset of inputs (default: the checkpoint's data.x)");
   cmd.add_option("--output", o.output, "HDF5 file to write")->required();
+  add_cpu_option(cmd, o.cpu);
 }
 
 void run_check(const CheckOptions& o, Comm& world) {
@@ -106,7 +115,8 @@ Outcome run(int argc, char** argv, Comm& world) {
   eval->add_option("--data", eval_opts.data, "HDF5 file with inputs and targets")->required();
   eval->add_option("--x", eval_opts.x, "Dataset of inputs (default: the checkpoint's data.x)");
   eval->add_option("--y", eval_opts.y, "Dataset of targets (default: the checkpoint's data.y)");
-  eval->add_flag("--json", eval_opts.json, "One JSON object on stdout: nll, count, checkpoint, data, step");
+  add_cpu_option(*eval, eval_opts.cpu);
+  eval->add_flag("--json", eval_opts.json, "One JSON object on stdout: nll, count, checkpoint, data, step, cpu");
 
   PredictOptions predict_opts;
   CLI::App* predict = app.add_subcommand(

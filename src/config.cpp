@@ -295,6 +295,22 @@ std::vector<KeySpec> build_keys() {
                  for (const auto& v : c.run.signals) s += (s.size() > 1 ? ", " : "") + v;
                  return s + "]";
                }});
+  k.push_back({"run.cpu", "string", "auto | " + cpu_level_names(),
+               "Instruction-set level of the compute kernels, the same on every rank: auto takes the best level "
+               "that every rank's CPU supports (when resuming, the checkpoint's level if every rank supports it); a "
+               "level name forces it (an error if some rank's CPU lacks it). Results are bit-identical for the same "
+               "binary and level on any CPU.",
+               [](Config& c, const Node& n) {
+                 const std::string v = to_text(n);
+                 if (v == "auto") {
+                   c.run.cpu.reset();
+                   return;
+                 }
+                 const auto level = parse_cpu_level(v);
+                 if (!level) bad(fmt::format("must be auto | {}, got '{}'", cpu_level_names(), v));
+                 c.run.cpu = *level;
+               },
+               [](const Config& c) { return std::string(c.run.cpu ? to_string(*c.run.cpu) : "auto"); }});
   // data
   k.push_back(text("data.train", [](Config& c) -> std::string& { return c.data.train; }, true,
                    "HDF5 file with the training rows."));

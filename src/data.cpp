@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "mdn/detmath.hpp"
 #include "mdn/error.hpp"
 #include "mdn/exact.hpp"
 #include "mdn/h5.hpp"
@@ -234,7 +235,12 @@ Normalization Normalization::identity(Index D, Index L) {
   return n;
 }
 
-double Normalization::log_det_y() const { return enabled ? y_std.array().log().sum() : 0.0; }
+double Normalization::log_det_y() const {
+  double sum = 0;
+  if (enabled)
+    for (Index l = 0; l < y_std.size(); ++l) sum += det::log(y_std(l));
+  return sum;
+}
 
 namespace {
 

@@ -4,6 +4,10 @@
 
 namespace mdn {
 
+void check_failed(const char* condition, const char* file, int line) {
+  throw std::logic_error(fmt::format("check failed: {} ({}:{})", condition, file, line));
+}
+
 ErrorReport describe(const std::exception_ptr& e) {
   ErrorReport r;
   try {

@@ -10,6 +10,8 @@
 
 #include "mdn/checkpoint.hpp"
 #include "mdn/config.hpp"
+#include "mdn/cpu_choice.hpp"
+#include "mdn/detmath.hpp"
 #include "mdn/data.hpp"
 #include "mdn/error.hpp"
 #include "mdn/evaluate.hpp"
@@ -29,12 +31,18 @@ struct Model {
   Index block = 128;
   std::string data_x = "x";
   std::string data_y = "y";
+  CpuLevel level = CpuLevel::x86_64;  ///< the kernels' level, agreed by every rank
 };
 
-/// Reads the checkpoint on every rank (errors settled collectively).
-Model load_model(const std::string& path, Comm& comm) {
+/// Reads the checkpoint on every rank (errors settled collectively) and agrees on the level.
+Model load_model(const std::string& path, const std::string& cpu, Comm& comm) {
   Model m;
+  std::optional<CpuLevel> requested;
   comm.collectively([&] {
+    if (cpu != "auto") {
+      requested = parse_cpu_level(cpu);
+      if (!requested) throw input_error("--cpu must be auto | {}, got '{}'", cpu_level_names(), cpu);
+    }
     m.ck = read_checkpoint(path);
     m.block = checkpoint_micro_batch(m.ck);
     try {
@@ -44,6 +52,11 @@ Model load_model(const std::string& path, Comm& comm) {
     } catch (const Error&) {
     }
   });
+  const CpuChoice choice = choose_cpu_level(requested, "--cpu", parse_cpu_level(m.ck.cpu_level), false, comm);
+  m.level = choice.level;
+  if (comm.is_root() && !choice.replaced.empty() && !m.ck.cpu_level.empty())
+    std::fprintf(stderr, "mdn: note: the model was trained at level %s, which not every rank can run; computing at %s "
+                 "(results may differ from training's in their last bits)\n", m.ck.cpu_level.c_str(), to_string(m.level));
   return m;
 }
 
@@ -135,7 +148,7 @@ struct Opened {
 
 Opened open_model_inputs(const ModelInputs& o, Comm& comm) {
   check_output(o, comm);
-  Opened r{load_model(o.checkpoint, comm), {}};
+  Opened r{load_model(o.checkpoint, o.cpu, comm), {}};
   r.in = read_inputs(r.m, o.input, o.x.empty() ? r.m.data_x : o.x, "", "--input", comm);
   return r;
 }
@@ -156,7 +169,7 @@ struct Mixtures {
 Mixtures mixtures(const Model& m, const Mat<float>& rows) {
   const ModelSpec& spec = m.ck.model;
   const Index D = spec.input_dim, K = spec.components, L = spec.output_dim, n = rows.cols();
-  Network<float> net(spec, m.block);
+  Network<float> net(m.level, spec, m.block);
   Mixtures out{Eigen::MatrixXd(n, K), Eigen::MatrixXd(n, K * L), Eigen::MatrixXd(n, K * L)};
   // Every block is computed in buffers of the same shape and alignment, so that vectorised and
   // scalar code paths (which round transcendental functions differently) meet the same elements
@@ -191,17 +204,17 @@ std::string describe_model(const ModelSpec& s) {
 }  // namespace
 
 int eval_command(const EvalOptions& o, Comm& comm) {
-  const Model m = load_model(o.checkpoint, comm);
+  const Model m = load_model(o.checkpoint, o.cpu, comm);
   const std::string x = o.x.empty() ? m.data_x : o.x;
   const std::string y = o.y.empty() ? m.data_y : o.y;
   const Inputs in = read_inputs(m, o.data, x, y, "--data", comm);
-  Network<float> net(m.ck.model, m.block);
+  Network<float> net(m.level, m.ck.model, m.block);
   const EvalResult r = evaluate(net, m.ck.params.data(), in.rows, comm);
   const double nll = r.nll_sum / static_cast<double>(r.rows) + m.ck.norm.log_det_y();
   if (comm.is_root()) {
     if (o.json) {
       std::printf("%s\n", json{{"nll", nll}, {"count", r.rows}, {"checkpoint", o.checkpoint}, {"data", o.data},
-                               {"step", m.ck.step}}.dump().c_str());
+                               {"step", m.ck.step}, {"cpu", to_string(m.level)}}.dump().c_str());
     } else {
       std::printf("nll %.6f  (%lld rows of '%s'; mean negative log-likelihood per sample, nats, data units)\n", nll,
                   static_cast<long long>(r.rows), o.data.c_str());
@@ -289,8 +302,9 @@ int sample_command(const SampleOptions& o, Comm& comm) {
   Eigen::VectorXd w(K);
   for (Index j = 0; j < n; ++j) {
     // pi_T = softmax(log pi / T), the same as softmax(logits / T).
-    w = (mix.pi.row(j).transpose().array().log() / o.temperature).matrix();
-    w = (w.array() - w.maxCoeff()).exp().matrix();
+    for (Index k = 0; k < K; ++k) w(k) = det::log(mix.pi(j, k)) / o.temperature;
+    const double top = w.maxCoeff();
+    for (Index k = 0; k < K; ++k) w(k) = det::exp(w(k) - top);
     w /= w.sum();
     const auto row = static_cast<std::uint64_t>(in.range.begin + j);
     for (Index s = 0; s < S; ++s) {
@@ -328,7 +342,8 @@ int inspect_command(const InspectOptions& o, Comm& comm) {
   if (!comm.is_root()) return comm.max(0);
   const ModelSpec& s = ck.model;
   if (o.json) {
-    json j = {{"checkpoint", o.checkpoint}, {"format", "mdn-checkpoint"}, {"format_version", kCheckpointFormatVersion},
+    json j = {{"checkpoint", o.checkpoint}, {"format", "mdn-checkpoint"}, {"format_version", ck.format_version},
+              {"cpu_level", ck.cpu_level.empty() ? json(nullptr) : json(ck.cpu_level)},
               {"checksum_ok", status.ok()}, {"checksum", status.stored}, {"checksum_computed", status.computed},
               {"step", ck.step}, {"epoch", ck.epoch}, {"samples_seen", ck.samples_seen}, {"world_size", ck.world_size},
               {"parameters", Layout(s).size()}, {"input_dim", s.input_dim}, {"output_dim", s.output_dim},
@@ -340,7 +355,7 @@ int inspect_command(const InspectOptions& o, Comm& comm) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("checkpoint  %s\n", o.checkpoint.c_str());
-    std::printf("format      mdn-checkpoint, version %d\n", kCheckpointFormatVersion);
+    std::printf("format      mdn-checkpoint, version %lld\n", static_cast<long long>(ck.format_version));
     std::printf("checksum    %s\n", status.ok() ? ("ok (" + status.stored + ")").c_str()
                                                 : ("MISMATCH: stored " + status.stored + ", computed " + status.computed).c_str());
     std::printf("model       %s\n", describe_model(s).c_str());
@@ -350,6 +365,7 @@ int inspect_command(const InspectOptions& o, Comm& comm) {
                 static_cast<long long>(ck.step), static_cast<long long>(ck.epoch), static_cast<long long>(ck.samples_seen),
                 static_cast<long long>(ck.world_size), ck.world_size == 1 ? "" : "s");
     std::printf("optimizer   %s, step %lld\n", to_string(ck.optimizer), static_cast<long long>(ck.optimizer_steps));
+    std::printf("cpu level   %s\n", ck.cpu_level.empty() ? "not recorded (format version 1)" : ck.cpu_level.c_str());
     if (std::isnan(ck.best_valid_nll)) std::printf("best valid  none\n");
     else std::printf("best valid  %.6f\n", ck.best_valid_nll);
     std::printf("config\n");

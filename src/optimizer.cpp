@@ -2,6 +2,9 @@
 
 #include <cmath>
 
+#include "mdn/detmath.hpp"
+#include "mdn/kernels.hpp"
+
 namespace mdn {
 
 const char* to_string(OptimizerKind k) {
@@ -14,8 +17,8 @@ const char* to_string(OptimizerKind k) {
 }
 
 template <class S>
-Optimizer<S>::Optimizer(const OptimizerSpec& spec, const Layout& layout)
-    : spec_(spec), layout_(&layout) {
+Optimizer<S>::Optimizer(const OptimizerSpec& spec, const Layout& layout, CpuLevel level)
+    : spec_(spec), layout_(&layout), level_(level) {
   const Index n = layout.size();
   if (spec.kind == OptimizerKind::sgd) {
     if (spec.momentum != 0.0) m_.setZero(n);
@@ -37,52 +40,31 @@ std::vector<typename Optimizer<S>::State> Optimizer<S>::state() {
 template <class S>
 void Optimizer<S>::step(S* params, const S* grad, double lr) {
   ++steps_;
+  const Kernels<S>& k = kernels<S>(level_);
   const double wd = spec_.weight_decay;
-  for (const Slot& slot : layout_->slots()) {
-    const Index o = slot.offset;
-    const Index n = slot.size();
-    Eigen::Map<Vec<S>> p(params + o, n);
-    Eigen::Map<const Vec<S>> g0(grad + o, n);
-    const bool decay = slot.decays && wd != 0.0;
-
-    if (spec_.kind == OptimizerKind::sgd) {
-      const S lr_s = static_cast<S>(lr);
-      const S mu = static_cast<S>(spec_.momentum);
-      // g = g0 + wd p, formed on the fly.
-      const auto g = (g0.array() + static_cast<S>(decay ? wd : 0.0) * p.array());
-      if (m_.size() == 0) {
-        p.array() -= lr_s * g;
-        continue;
-      }
-      auto v = m_.segment(o, n).array();
-      if (steps_ == 1) {
-        v = g;
-      } else {
-        v = mu * v + g;
-      }
-      if (spec_.nesterov) {
-        p.array() -= lr_s * (g + mu * v);
-      } else {
-        p.array() -= lr_s * v;
-      }
-      continue;
+  if (spec_.kind == OptimizerKind::sgd) {
+    SgdUpdate<S> u{static_cast<S>(lr), static_cast<S>(spec_.momentum), S(0), steps_ == 1, spec_.nesterov};
+    for (const Slot& slot : layout_->slots()) {
+      u.decay = static_cast<S>(slot.decays ? wd : 0.0);
+      k.sgd(params + slot.offset, grad + slot.offset, m_.size() == 0 ? nullptr : m_.data() + slot.offset, slot.size(), u);
     }
-
-    // adam / adamw
-    const double b1 = spec_.beta1;
-    const double b2 = spec_.beta2;
-    const double t = static_cast<double>(steps_);
-    const S step_size = static_cast<S>(lr / (1.0 - std::pow(b1, t)));
-    const S bias2_sqrt = static_cast<S>(std::sqrt(1.0 - std::pow(b2, t)));
-    const S eps = static_cast<S>(spec_.eps);
-    if (decay && spec_.kind == OptimizerKind::adamw) p *= static_cast<S>(1.0 - lr * wd);
-    const S l2 = static_cast<S>(decay && spec_.kind == OptimizerKind::adam ? wd : 0.0);
-    const auto g = (g0.array() + l2 * p.array());
-    auto m = m_.segment(o, n).array();
-    auto v = v_.segment(o, n).array();
-    m = static_cast<S>(b1) * m + static_cast<S>(1.0 - b1) * g;
-    v = static_cast<S>(b2) * v + static_cast<S>(1.0 - b2) * g.square();
-    p.array() -= step_size * m / (v.sqrt() / bias2_sqrt + eps);
+    return;
+  }
+  const double b1 = spec_.beta1;
+  const double b2 = spec_.beta2;
+  AdamUpdate<S> u{};
+  u.step_size = static_cast<S>(lr / (1.0 - det::pow(b1, steps_)));
+  u.bias2_sqrt = static_cast<S>(std::sqrt(1.0 - det::pow(b2, steps_)));
+  u.beta1 = static_cast<S>(b1);
+  u.one_minus_beta1 = static_cast<S>(1.0 - b1);
+  u.beta2 = static_cast<S>(b2);
+  u.one_minus_beta2 = static_cast<S>(1.0 - b2);
+  u.eps = static_cast<S>(spec_.eps);
+  for (const Slot& slot : layout_->slots()) {
+    const bool decay = slot.decays && wd != 0.0;
+    u.l2 = static_cast<S>(decay && spec_.kind == OptimizerKind::adam ? wd : 0.0);
+    u.shrink = static_cast<S>(decay && spec_.kind == OptimizerKind::adamw ? 1.0 - lr * wd : 1.0);
+    k.adam(params + slot.offset, grad + slot.offset, m_.data() + slot.offset, v_.data() + slot.offset, slot.size(), u);
   }
 }
 

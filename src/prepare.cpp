@@ -118,6 +118,7 @@ Prepared prepare(const std::string& config_path, const std::vector<std::string>&
                 true);
 
   if (before_reading) before_reading(p);
+  p.cpu = choose_cpu_level(c.run.cpu, c.where("run.cpu") + "run.cpu", p.previous_cpu, p.resuming, comm);
   if (p.skip_data) return p;
 
   // Data: this rank's shard; normalisation statistics from the training rows (exact).
@@ -187,6 +188,7 @@ std::string summary(const Prepared& p, Comm& comm) {
   } else {
     s += "normalize  off\n";
   }
+  s += fmt::format("cpu        {}; built: {}\n", p.cpu.describe(comm.size()), built_level_list());
   s += fmt::format("run.dir    {}\n", c.run.dir);
   return s;
 }

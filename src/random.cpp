@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "mdn/detmath.hpp"
+
 namespace mdn::rng {
 
 std::uint64_t bits(std::uint64_t seed, std::uint64_t stream, std::uint64_t counter) {
@@ -31,7 +33,7 @@ std::uint64_t Sequence::below(std::uint64_t n) {
 double Sequence::normal() {
   const double u1 = 1.0 - uniform();  // (0, 1]: log is finite
   const double u2 = uniform();
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+  return std::sqrt(-2.0 * det::log(u1)) * det::cos(2.0 * M_PI * u2);
 }
 
 }  // namespace mdn::rng

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "mdn/error.hpp"
+#include "mdn/kernels.hpp"
 
 namespace mdn {
 
@@ -22,26 +23,6 @@ class Stopwatch {
   std::chrono::steady_clock::time_point start_;
 };
 
-/// Largest |x| of n floats in one vectorised pass: infinity or NaN when one is not finite.
-double max_abs(const float* x, Index n) {
-  if (n == 0) return 0.0;
-  return static_cast<double>(Eigen::Map<const Vec<float>>(x, n).cwiseAbs().template maxCoeff<Eigen::PropagateNaN>());
-}
-
-// The loops below are written to vectorise (-O3; with AVX-512 the float-double-int64 conversions
-// are single instructions).
-void quantize_into(const float* g, std::int64_t* acc, Index n, double scale, bool first) {
-  if (first) {
-    for (Index i = 0; i < n; ++i) acc[i] = static_cast<std::int64_t>(std::nearbyint(static_cast<double>(g[i]) * scale));
-  } else {
-    for (Index i = 0; i < n; ++i) acc[i] += static_cast<std::int64_t>(std::nearbyint(static_cast<double>(g[i]) * scale));
-  }
-}
-
-void dequantize(const std::int64_t* acc, float* out, Index n, double factor) {
-  for (Index i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<double>(acc[i]) * factor);
-}
-
 int ceil_log2(Index m) {
   int c = 0;
   while ((Index{1} << c) < m) ++c;
@@ -50,8 +31,8 @@ int ceil_log2(Index m) {
 
 }  // namespace
 
-GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max_local, Comm& comm)
-    : layout_(layout), mode_(mode), comm_(comm), n_(layout.size()) {
+GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max_local, Comm& comm, CpuLevel level)
+    : layout_(layout), mode_(mode), comm_(comm), kernels_(kernels<float>(level)), n_(layout.size()) {
   const std::size_t slots = layout.slots().size();
   loss_.assign(static_cast<std::size_t>(std::max<Index>(max_local, 1)), 0.0);
   rows_.assign(loss_.size(), 0);
@@ -123,7 +104,7 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
   for (Index k = 0; k < n_local; ++k) {
     const float* g = held_[static_cast<std::size_t>(k)].data();
     for (std::size_t s = 0; s < S; ++s) {
-      const double m = max_abs(g + slots[s].offset, slots[s].size());
+      const double m = kernels_.max_abs(g + slots[s].offset, slots[s].size());
       if (!std::isfinite(m)) local_nonfinite = true;  // std::max would drop a NaN
       else maxima_[s] = std::max(maxima_[s], m);
     }
@@ -167,7 +148,7 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
   for (Index k = 0; k < n_local; ++k) {
     const float* g = held_[static_cast<std::size_t>(k)].data();
     for (std::size_t s = 0; s < S; ++s)
-      quantize_into(g + slots[s].offset, acc_.data() + slots[s].offset, slots[s].size(), std::ldexp(1.0, shift_[s]), k == 0);
+      kernels_.quantize(g + slots[s].offset, acc_.data() + slots[s].offset, slots[s].size(), std::ldexp(1.0, shift_[s]), k == 0);
     const auto loss = static_cast<std::int64_t>(std::nearbyint(std::ldexp(loss_[static_cast<std::size_t>(k)], shift_[S])));
     acc_[static_cast<std::size_t>(n_)] = (k == 0 ? 0 : acc_[static_cast<std::size_t>(n_)]) + loss;
     acc_[static_cast<std::size_t>(n_) + 1] = (k == 0 ? 0 : acc_[static_cast<std::size_t>(n_) + 1]) + rows_[static_cast<std::size_t>(k)];
@@ -184,7 +165,7 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
   // tensor, in double): vector divisions would cost more than the rest of the reduction.
   const double rows = static_cast<double>(r.rows);
   for (std::size_t s = 0; s < S; ++s)
-    dequantize(acc_.data() + slots[s].offset, mean + slots[s].offset, slots[s].size(), std::ldexp(1.0, -shift_[s]) / rows);
+    kernels_.dequantize(acc_.data() + slots[s].offset, mean + slots[s].offset, slots[s].size(), std::ldexp(1.0, -shift_[s]) / rows);
   return r;
 }
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "mdn/detmath.hpp"
+
 namespace mdn {
 
 const char* to_string(ScheduleKind k) {
@@ -22,11 +24,11 @@ double learning_rate(const ScheduleSpec& s, double base_lr, std::int64_t t, std:
     case ScheduleKind::constant:
       return base_lr;
     case ScheduleKind::step:
-      return base_lr * std::pow(s.gamma, static_cast<double>(since / s.step_size));
+      return base_lr * det::pow(s.gamma, since / s.step_size);
     case ScheduleKind::cosine: {
       const std::int64_t horizon = std::max<std::int64_t>(1, total_steps - s.warmup_steps);
       const double frac = static_cast<double>(std::min(since, horizon)) / static_cast<double>(horizon);
-      return s.min_lr + (base_lr - s.min_lr) * 0.5 * (1.0 + std::cos(M_PI * frac));
+      return s.min_lr + (base_lr - s.min_lr) * 0.5 * (1.0 + det::cos(M_PI * frac));
     }
   }
   return base_lr;

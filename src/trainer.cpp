@@ -11,6 +11,7 @@
 #include <regex>
 #include <thread>
 
+#include "mdn/build_info.hpp"
 #include "mdn/clip.hpp"
 #include "mdn/error.hpp"
 #include "mdn/evaluate.hpp"
@@ -77,12 +78,12 @@ Trainer::Trainer(Prepared& p, Comm& comm, const Checkpoint* resume)
       c_(p.config),
       comm_(comm),
       layout_(p.model),
-      net_(p.model, p.batches.micro),
+      net_(p.cpu.level, p.model, p.batches.micro),
       params_(layout_.size()),
       grad_(layout_.size()),
-      optimizer_(p.config.optimizer_spec(), layout_),
+      optimizer_(p.config.optimizer_spec(), layout_, p.cpu.level),
       reducer_(layout_, p.config.train.reduction,
-               (p.batches.batch / p.batches.micro + comm.size() - 1) / comm.size(), comm),
+               (p.batches.batch / p.batches.micro + comm.size() - 1) / comm.size(), comm, p.cpu.level),
       data_(comm, std::move(p.train_shard), p.train_range, p.model.input_dim, p.model.output_dim, p.batches),
       x_(p.model.input_dim, p.batches.micro),
       y_(p.model.output_dim, p.batches.micro),
@@ -160,7 +161,7 @@ Trainer::StepOutcome Trainer::train_step(Index batch) {
   out.loss = r.loss_sum / static_cast<double>(r.rows) + p_.norm.log_det_y();
   {
     Timer t(interval_.t_compute);
-    const ClipResult cr = clip(grad_.data(), grad_.size(), c_.clip_spec());
+    const ClipResult cr = clip(p_.cpu.level, grad_.data(), grad_.size(), c_.clip_spec());
     clipped_ever_ |= cr.norm_clipped || cr.value_clipped;
     out.grad_norm = cr.norm;
     optimizer_.step(params_.data(), grad_.data(), out.lr);
@@ -259,6 +260,7 @@ Checkpoint Trainer::snapshot() const {
   ck.params = params_;
   ck.optimizer = c_.optimizer.name;
   ck.optimizer_steps = optimizer_.steps();
+  ck.cpu_level = to_string(p_.cpu.level);
   for (const auto& st : const_cast<Optimizer<float>&>(optimizer_).state()) ck.optimizer_state.emplace_back(st.name, *st.buffer);
   return ck;
 }
@@ -528,6 +530,8 @@ ResumeDecision decide_resume(Prepared& prep, Comm& comm) {
                         prep.model.output_dim);
     d.changed = check_resume_config(c, ck, d.path);
     if (c.data.normalize) prep.fixed_norm = ck.norm;
+    prep.resuming = true;
+    prep.previous_cpu = parse_cpu_level(ck.cpu_level);
     d.finished = ck.step >= d.total_steps;
     prep.skip_data = d.finished;
   });
@@ -575,13 +579,29 @@ int train_command(const std::string& config_path, const std::vector<std::string>
   });
 
   Trainer trainer(p, comm, plan.checkpoint ? &*plan.checkpoint : nullptr);
-  if (plan.checkpoint && comm.is_root()) {
-    const Checkpoint& ck = *plan.checkpoint;
-    trainer.write_metrics(json{{"kind", "resume"}, {"step", ck.step}, {"epoch", ck.epoch}, {"from", plan.path},
-                               {"world_size_then", ck.world_size}, {"world_size", comm.size()},
-                               {"changed", plan.changed}}.dump());
-    std::printf("resuming from '%s' at step %lld (saved by %lld ranks, now %d)\n", plan.path.c_str(),
-                static_cast<long long>(ck.step), static_cast<long long>(ck.world_size), comm.size());
+  if (comm.is_root()) {
+    const std::string level = to_string(p.cpu.level);
+    trainer.write_metrics(json{{"kind", "start"}, {"step", trainer.step()}, {"ranks", comm.size()}, {"cpu", level},
+                               {"cpu_reason", p.cpu.reason}, {"cpu_common", to_string(p.cpu.common)},
+                               {"version", fmt::format("{} ({})", version(), git_describe())}}.dump());
+    if (plan.checkpoint) {
+      const Checkpoint& ck = *plan.checkpoint;
+      trainer.write_metrics(json{{"kind", "resume"}, {"step", ck.step}, {"epoch", ck.epoch}, {"from", plan.path},
+                                 {"world_size_then", ck.world_size}, {"world_size", comm.size()},
+                                 {"cpu_then", ck.cpu_level.empty() ? json(nullptr) : json(ck.cpu_level)}, {"cpu", level},
+                                 {"changed", plan.changed}}.dump());
+      std::printf("resuming from '%s' at step %lld (saved by %lld ranks, now %d)\n", plan.path.c_str(),
+                  static_cast<long long>(ck.step), static_cast<long long>(ck.world_size), comm.size());
+    }
+    std::printf("cpu: %s\n", p.cpu.describe(comm.size()).c_str());
+    if (plan.checkpoint && !p.cpu.replaced.empty()) {
+      const std::string why = p.cpu.replaced == "unknown"
+                                  ? std::string("does not record the level it was trained at (an older mdn)")
+                                  : fmt::format("was trained at level {}, which not every rank can run", p.cpu.replaced);
+      std::fprintf(stderr, "mdn: warning: the checkpoint %s: continuing at %s; the results differ in their last bits "
+                   "from those of an uninterrupted run\n", why.c_str(), level.c_str());
+    }
+    std::fflush(stdout);
   }
   const RunEnd end = trainer.run();
   return end == RunEnd::finished ? 0 : static_cast<int>(Exit::checkpointed);

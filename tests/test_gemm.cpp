@@ -2,18 +2,22 @@
 // that block along every dimension, and for results smaller than the site's maxima.
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include "mdn/gemm.hpp"
 #include "mdn/model.hpp"
+#include "support/levels.hpp"
 #include "support/reference.hpp"
 #include "support/test_seed.hpp"
 
 namespace mdn::test {
 namespace {
 
+class GemmAtLevel : public testing::TestWithParam<CpuLevel> {};
+
 template <class S>
-void check_product(Index m, Index n, Index k, bool a_rm, bool b_rm, bool c_rm) {
-  GemmWorkspace<S> ws;
-  Gemm<S> gemm(m + 3, n + 5, k + 7, c_rm, ws);  // maxima above the shapes used
+void check_product(CpuLevel level, Index m, Index n, Index k, bool a_rm, bool b_rm, bool c_rm) {
+  Gemm<S> gemm(level, m + 3, n + 5, k + 7, c_rm);  // maxima above the shapes used
   const Mat<S> a = uniform_matrix<S>(m, k, -1, 1, seed(), 1);
   const Mat<S> b = uniform_matrix<S>(k, n, -1, 1, seed(), 2);
   const Mat<S> expected = (a.template cast<double>() * b.template cast<double>()).template cast<S>();
@@ -34,19 +38,18 @@ void check_product(Index m, Index n, Index k, bool a_rm, bool b_rm, bool c_rm) {
       << m << "x" << n << "x" << k << " orders " << a_rm << b_rm << c_rm;
 }
 
-TEST(Gemm, MatchesReferenceForEveryStorageOrder) {
+TEST_P(GemmAtLevel, MatchesReferenceForEveryStorageOrder) {
   for (int mask = 0; mask < 8; ++mask) {
     const bool a = mask & 1, b = mask & 2, c = mask & 4;
-    check_product<float>(37, 29, 11, a, b, c);      // small: no blocking
-    check_product<float>(300, 70, 1500, a, b, c);   // depth blocked (kc < 1500)
-    check_product<double>(130, 900, 200, a, b, c);  // columns blocked
-    check_product<double>(1, 1, 1, a, b, c);
+    check_product<float>(GetParam(), 37, 29, 11, a, b, c);      // small: no blocking
+    check_product<float>(GetParam(), 300, 70, 1500, a, b, c);   // depth blocked (kc < 1500)
+    check_product<double>(GetParam(), 130, 900, 200, a, b, c);  // columns blocked
+    check_product<double>(GetParam(), 1, 1, 1, a, b, c);
   }
 }
 
-TEST(Gemm, OperandsCanBeBlocksAndTransposes) {
-  GemmWorkspace<float> ws;
-  Gemm<float> gemm(20, 30, 40, false, ws);
+TEST_P(GemmAtLevel, OperandsCanBeBlocksAndTransposes) {
+  Gemm<float> gemm(GetParam(), 20, 30, 40, false);
   const Mat<float> big = uniform_matrix<float>(50, 60, -1, 1, seed(), 3);
   // c (20 x 30) = big.block(0,0,40,20)^T * big.block(5,7,40,30)
   Mat<float> c(25, 30);
@@ -57,19 +60,42 @@ TEST(Gemm, OperandsCanBeBlocksAndTransposes) {
   EXPECT_LE((c.topRows(20) - expected).cwiseAbs().maxCoeff(), 1e-5f);
 }
 
-TEST(Gemm, BlockingDoesNotDependOnTheDetectedCaches) {
-  GemmWorkspace<float> ws;
-  const Gemm<float> first(1024, 128, 1024, false, ws);
+TEST_P(GemmAtLevel, AnElementDependsOnItsRowAndColumnOnlyNotOnTheShape) {
+  // Float products large enough for mdn's own kernel compute every element as one chain of
+  // multiply-adds over the depth: an element of a product of any shape (edge tiles, depth
+  // blocks, sub-matrices) equals the same element of any other product of that row and column.
+  const Mat<float> a = uniform_matrix<float>(301, 800, -1, 1, seed(), 6);
+  const Mat<float> b = uniform_matrix<float>(800, 97, -1, 1, seed(), 7);
+  Gemm<float> big(GetParam(), 301, 97, 800, false);
+  Mat<float> c(301, 97);
+  big.run(operand(a), operand(b), mutable_operand(c));
+  for (const auto& [r0, rows, c0, cols] : {std::array<Index, 4>{0, 48, 0, 8}, std::array<Index, 4>{13, 64, 5, 17},
+                                           std::array<Index, 4>{250, 51, 80, 17}, std::array<Index, 4>{0, 301, 96, 1 + 7}}) {
+    if (c0 + cols > 97 || r0 + rows > 301) continue;
+    Gemm<float> part(GetParam(), rows, cols, 800, false);
+    Mat<float> p(rows, cols);
+    part.run(operand(a.middleRows(r0, rows)), operand(b.middleCols(c0, cols)), mutable_operand(p));
+    EXPECT_EQ(p, c.block(r0, c0, rows, cols)) << rows << "x" << cols << " at " << r0 << ", " << c0;
+  }
+  // Row-major operands give the same bits as column-major ones.
+  const RowMat<float> ar = a;
+  const RowMat<float> br = b;
+  Mat<float> c2(301, 97);
+  big.run(operand(ar), operand(br), mutable_operand(c2));
+  EXPECT_EQ(c2, c);
+}
+
+TEST_P(GemmAtLevel, BlockingDoesNotDependOnTheDetectedCaches) {
+  const Gemm<float> first(GetParam(), 1024, 128, 1024, false);
   Eigen::setCpuCacheSizes(48 * 1024, 2 * 1024 * 1024, 256 * 1024 * 1024);
-  const Gemm<float> second(1024, 128, 1024, false, ws);
+  const Gemm<float> second(GetParam(), 1024, 128, 1024, false);
   EXPECT_EQ(first.kc(), second.kc());
   EXPECT_EQ(first.mc(), second.mc());
   EXPECT_EQ(first.nc(), second.nc());
 }
 
-TEST(Gemm, RunsWithoutHeapAllocation) {
-  GemmWorkspace<float> ws;
-  Gemm<float> gemm(1024, 128, 1024, false, ws);
+TEST_P(GemmAtLevel, RunsWithoutHeapAllocation) {
+  Gemm<float> gemm(GetParam(), 1024, 128, 1024, false);
   const Mat<float> a = uniform_matrix<float>(1024, 1024, -1, 1, seed(), 4);
   const Mat<float> b = uniform_matrix<float>(1024, 128, -1, 1, seed(), 5);
   Mat<float> c(1024, 128);
@@ -80,6 +106,8 @@ TEST(Gemm, RunsWithoutHeapAllocation) {
   Eigen::internal::set_is_malloc_allowed(true);
   EXPECT_LE((c - a * b).cwiseAbs().maxCoeff(), 1e-3f);
 }
+
+INSTANTIATE_TEST_SUITE_P(Levels, GemmAtLevel, testing::ValuesIn(runnable_levels()), level_param_name);
 
 }  // namespace
 }  // namespace mdn::test

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "mdn/network.hpp"
+#include "support/levels.hpp"
 #include "support/reference.hpp"
 #include "support/test_seed.hpp"
 
@@ -83,10 +84,11 @@ Mismatch compare(const std::function<double(const Vec<double>&)>& f, Vec<double>
   return m;
 }
 
-class GradientCheck : public testing::TestWithParam<Case> {};
+class GradientCheck : public testing::TestWithParam<std::tuple<Case, CpuLevel>> {};
 
 TEST_P(GradientCheck, EveryParameterMatchesFiniteDifferences) {
-  const Case& c = GetParam();
+  const Case& c = std::get<0>(GetParam());
+  const CpuLevel level = std::get<1>(GetParam());
   ModelSpec spec;
   spec.input_dim = c.D;
   spec.output_dim = c.L;
@@ -96,7 +98,7 @@ TEST_P(GradientCheck, EveryParameterMatchesFiniteDifferences) {
   spec.sigma = c.sigma;
   spec.sigma_min = 1e-3;
   const Index n = 7;
-  Network<double> net(spec, n);
+  Network<double> net(level, spec, n);
   const Layout& layout = net.layout();
 
   Vec<double> params(layout.size());
@@ -144,8 +146,10 @@ const std::vector<Case> kCases = {
      }},
 };
 
-INSTANTIATE_TEST_SUITE_P(Cases, GradientCheck, testing::ValuesIn(kCases),
-                         [](const testing::TestParamInfo<Case>& p) { return p.param.name; });
+INSTANTIATE_TEST_SUITE_P(Cases, GradientCheck, testing::Combine(testing::ValuesIn(kCases), testing::ValuesIn(runnable_levels())),
+                         [](const testing::TestParamInfo<std::tuple<Case, CpuLevel>>& p) {
+                           return std::get<0>(p.param).name + "_" + level_name(std::get<1>(p.param));
+                         });
 
 }  // namespace
 }  // namespace mdn::test

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "mdn/mixture.hpp"
+#include "support/levels.hpp"
 #include "support/reference.hpp"
 #include "support/test_seed.hpp"
 
@@ -23,31 +24,37 @@ double raw_for_sigma(double sigma, SigmaMode mode) {
 class ClosedForm : public testing::TestWithParam<SigmaMode> {};
 
 TEST_P(ClosedForm, StandardNormalVectors) {
-  const SigmaMode mode = GetParam();
-  MixtureHead<double> head(1, 1, mode, kFloor, 3);
-  Mat<double> h(3, 3);  // rows: samples; cols: logit, mu, raw
-  h << 0.0, 0.0, raw_for_sigma(1.0, mode),  //
-      0.0, 0.0, raw_for_sigma(1.0, mode),   //
-      5.0, 0.0, raw_for_sigma(2.0, mode);
-  Mat<double> y(1, 3);
-  y << 0.0, 1.0, 0.0;
-  double per[3];
-  const double total = head.nll(h, y, per);
-  EXPECT_NEAR(per[0], 0.9189385, 1e-7);
-  EXPECT_NEAR(per[1], 1.4189385, 1e-7);
-  EXPECT_NEAR(per[2], 1.6120857, 1e-7);
-  EXPECT_NEAR(total, per[0] + per[1] + per[2], 1e-12);
+  for (CpuLevel level : runnable_levels()) {
+    SCOPED_TRACE(level_name(level));
+    const SigmaMode mode = GetParam();
+    MixtureHead<double> head(level, 1, 1, mode, kFloor, 3);
+    Mat<double> h(3, 3);  // rows: samples; cols: logit, mu, raw
+    h << 0.0, 0.0, raw_for_sigma(1.0, mode),  //
+        0.0, 0.0, raw_for_sigma(1.0, mode),   //
+        5.0, 0.0, raw_for_sigma(2.0, mode);
+    Mat<double> y(1, 3);
+    y << 0.0, 1.0, 0.0;
+    double per[3];
+    const double total = head.nll(h, y, per);
+    EXPECT_NEAR(per[0], 0.9189385, 1e-7);
+    EXPECT_NEAR(per[1], 1.4189385, 1e-7);
+    EXPECT_NEAR(per[2], 1.6120857, 1e-7);
+    EXPECT_NEAR(total, per[0] + per[1] + per[2], 1e-12);
+  }
 }
 
 TEST_P(ClosedForm, EqualMixtureOfTwoIdenticalComponentsIsOneComponent) {
-  const SigmaMode mode = GetParam();
-  MixtureHead<double> two(2, 1, mode, kFloor, 1);
-  Mat<double> h(1, 6);
-  h << 0.3, 0.3, 0.5, 0.5, raw_for_sigma(0.7, mode), raw_for_sigma(0.7, mode);
-  Mat<double> y(1, 1);
-  y << 1.1;
-  const double d = (1.1 - 0.5) / 0.7;
-  EXPECT_NEAR(two.nll(h, y), 0.5 * d * d + std::log(0.7) + 0.5 * std::log(2 * M_PI), 1e-12);
+  for (CpuLevel level : runnable_levels()) {
+    SCOPED_TRACE(level_name(level));
+    const SigmaMode mode = GetParam();
+    MixtureHead<double> two(level, 2, 1, mode, kFloor, 1);
+    Mat<double> h(1, 6);
+    h << 0.3, 0.3, 0.5, 0.5, raw_for_sigma(0.7, mode), raw_for_sigma(0.7, mode);
+    Mat<double> y(1, 1);
+    y << 1.1;
+    const double d = (1.1 - 0.5) / 0.7;
+    EXPECT_NEAR(two.nll(h, y), 0.5 * d * d + std::log(0.7) + 0.5 * std::log(2 * M_PI), 1e-12);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, ClosedForm, testing::Values(SigmaMode::softplus, SigmaMode::exp),
@@ -61,28 +68,31 @@ struct Shape {
 class DirectEvaluation : public testing::TestWithParam<Shape> {};
 
 TEST_P(DirectEvaluation, MatchesLongDoubleDensity) {
-  const auto [K, L, mode] = GetParam();
-  const Index n = 50;
-  const int O = K * (1 + 2 * L);
-  MixtureHead<double> head(K, L, mode, kFloor, n);
-  Mat<double> h = uniform_matrix<double>(n, O, -1.5, 1.5, seed(), 10 + K * 10 + L);
-  Mat<double> y = uniform_matrix<double>(L, n, -2, 2, seed(), 20 + K * 10 + L);
-  std::vector<double> per(static_cast<std::size_t>(n));
-  const double total = head.nll(h, y, per.data());
-  long double ref_total = 0;
-  for (Index j = 0; j < n; ++j) {
-    const long double ref = direct_nll(h.row(j), y.col(j), K, L, mode, kFloor);
-    ref_total += ref;
-    EXPECT_NEAR(per[static_cast<std::size_t>(j)], static_cast<double>(ref),
-                1e-13 * std::max(1.0L, std::abs(ref)))
-        << "sample " << j;
-  }
-  EXPECT_NEAR(total, static_cast<double>(ref_total), 1e-12 * std::abs(static_cast<double>(ref_total)));
+  for (CpuLevel level : runnable_levels()) {
+    SCOPED_TRACE(level_name(level));
+    const auto [K, L, mode] = GetParam();
+    const Index n = 50;
+    const int O = K * (1 + 2 * L);
+    MixtureHead<double> head(level, K, L, mode, kFloor, n);
+    Mat<double> h = uniform_matrix<double>(n, O, -1.5, 1.5, seed(), 10 + K * 10 + L);
+    Mat<double> y = uniform_matrix<double>(L, n, -2, 2, seed(), 20 + K * 10 + L);
+    std::vector<double> per(static_cast<std::size_t>(n));
+    const double total = head.nll(h, y, per.data());
+    long double ref_total = 0;
+    for (Index j = 0; j < n; ++j) {
+      const long double ref = direct_nll(h.row(j), y.col(j), K, L, mode, kFloor);
+      ref_total += ref;
+      EXPECT_NEAR(per[static_cast<std::size_t>(j)], static_cast<double>(ref),
+                  1e-13 * std::max(1.0L, std::abs(ref)))
+          << "sample " << j;
+    }
+    EXPECT_NEAR(total, static_cast<double>(ref_total), 1e-12 * std::abs(static_cast<double>(ref_total)));
 
-  // The float head agrees with the double one to float precision.
-  MixtureHead<float> headf(K, L, mode, kFloor, n);
-  const double totalf = headf.nll(h.cast<float>(), y.cast<float>());
-  EXPECT_NEAR(totalf, total, 1e-5 * std::abs(total));
+    // The float head agrees with the double one to float precision.
+    MixtureHead<float> headf(level, K, L, mode, kFloor, n);
+    const double totalf = headf.nll(h.cast<float>(), y.cast<float>());
+    EXPECT_NEAR(totalf, total, 1e-5 * std::abs(total));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, DirectEvaluation,
@@ -94,10 +104,10 @@ INSTANTIATE_TEST_SUITE_P(Shapes, DirectEvaluation,
                          });
 
 template <class S>
-void check_extremes(SigmaMode mode) {
+void check_extremes(CpuLevel level, SigmaMode mode) {
   const int K = 3, L = 2, O = K * (1 + 2 * L);
   const Index n = 6;
-  MixtureHead<S> head(K, L, mode, kFloor, n);
+  MixtureHead<S> head(level, K, L, mode, kFloor, n);
   Mat<S> h = Mat<S>::Zero(n, O);
   Mat<S> y = Mat<S>::Zero(L, n);
   for (Index j = 0; j < n; ++j) {
@@ -118,28 +128,34 @@ void check_extremes(SigmaMode mode) {
 }
 
 TEST(Stability, ExtremeInputsGiveFiniteLossAndGradient) {
-  check_extremes<double>(SigmaMode::softplus);
-  check_extremes<double>(SigmaMode::exp);
-  check_extremes<float>(SigmaMode::softplus);
-  check_extremes<float>(SigmaMode::exp);
+  for (CpuLevel level : runnable_levels()) {
+    SCOPED_TRACE(level_name(level));
+    check_extremes<double>(level, SigmaMode::softplus);
+    check_extremes<double>(level, SigmaMode::exp);
+    check_extremes<float>(level, SigmaMode::softplus);
+    check_extremes<float>(level, SigmaMode::exp);
+  }
 }
 
 TEST(Parameters, PiSumsToOneAndSigmaIsFloored) {
-  const int K = 4, L = 2;
-  const Index n = 20;
-  for (SigmaMode mode : {SigmaMode::softplus, SigmaMode::exp}) {
-    MixtureHead<double> head(K, L, mode, kFloor, n);
-    Mat<double> h = uniform_matrix<double>(n, K * (1 + 2 * L), -30, 30, seed(), 99);
-    Eigen::MatrixXd pi(n, K), mu(n, K * L), sigma(n, K * L);
-    head.parameters(h, pi, mu, sigma);
-    EXPECT_LT((pi.rowwise().sum().array() - 1.0).abs().maxCoeff(), 1e-12);
-    EXPECT_GE(sigma.minCoeff(), kFloor);
-    EXPECT_EQ(mu, h.middleCols(K, K * L));
-    for (Index j = 0; j < n; ++j) {
-      for (int c = 0; c < K * L; ++c) {
-        const double raw = h(j, K + K * L + c);
-        const double f = mode == SigmaMode::softplus ? std::log1p(std::exp(raw)) : std::exp(raw);
-        EXPECT_NEAR(sigma(j, c), f + kFloor, 1e-12 * (f + kFloor));
+  for (CpuLevel level : runnable_levels()) {
+    SCOPED_TRACE(level_name(level));
+    const int K = 4, L = 2;
+    const Index n = 20;
+    for (SigmaMode mode : {SigmaMode::softplus, SigmaMode::exp}) {
+      MixtureHead<double> head(level, K, L, mode, kFloor, n);
+      Mat<double> h = uniform_matrix<double>(n, K * (1 + 2 * L), -30, 30, seed(), 99);
+      Eigen::MatrixXd pi(n, K), mu(n, K * L), sigma(n, K * L);
+      head.parameters(h, pi, mu, sigma);
+      EXPECT_LT((pi.rowwise().sum().array() - 1.0).abs().maxCoeff(), 1e-12);
+      EXPECT_GE(sigma.minCoeff(), kFloor);
+      EXPECT_EQ(mu, h.middleCols(K, K * L));
+      for (Index j = 0; j < n; ++j) {
+        for (int c = 0; c < K * L; ++c) {
+          const double raw = h(j, K + K * L + c);
+          const double f = mode == SigmaMode::softplus ? std::log1p(std::exp(raw)) : std::exp(raw);
+          EXPECT_NEAR(sigma(j, c), f + kFloor, 1e-12 * (f + kFloor));
+        }
       }
     }
   }

@@ -5,6 +5,7 @@
 #include "mdn/clip.hpp"
 #include "mdn/network.hpp"
 #include "mdn/optimizer.hpp"
+#include "support/levels.hpp"
 #include "support/reference.hpp"
 #include "support/test_seed.hpp"
 
@@ -17,15 +18,16 @@ struct MallocGuard {
 };
 
 template <class S>
-void steps_without_allocation(const ModelSpec& spec, Index m) {
-  Network<S> net(spec, m);
+void steps_without_allocation(CpuLevel level, const ModelSpec& spec, Index m) {
+  SCOPED_TRACE(level_name(level));
+  Network<S> net(level, spec, m);
   const Layout& layout = net.layout();
   Vec<S> params(layout.size()), grad(layout.size());
   initialize(params.data(), layout, seed());
   OptimizerSpec os;
   os.kind = OptimizerKind::adamw;
   os.weight_decay = 0.01;
-  Optimizer<S> opt(os, layout);
+  Optimizer<S> opt(os, layout, level);
   ClipSpec cs;
   cs.value = 0.5;
   cs.global_norm = 1.0;
@@ -45,7 +47,7 @@ void steps_without_allocation(const ModelSpec& spec, Index m) {
       net.loss_and_grad(params.data(), x, y, grad.data());
       net.loss_and_grad(params.data(), x.leftCols(short_n), y.leftCols(short_n), grad.data());
       net.loss(params.data(), x, y);
-      clip(grad.data(), grad.size(), cs);
+      clip(level, grad.data(), grad.size(), cs);
       opt.step(params.data(), grad.data(), 1e-3);
     }) << "step " << step;
   }
@@ -62,8 +64,10 @@ TEST(NoMalloc, SmallTanhNetwork) {
   spec.output_dim = 2;
   spec.components = 5;
   spec.hidden = {32, 32};
-  steps_without_allocation<float>(spec, 64);
-  steps_without_allocation<double>(spec, 64);
+  for (CpuLevel level : runnable_levels()) {
+    steps_without_allocation<float>(level, spec, 64);
+    steps_without_allocation<double>(level, spec, 64);
+  }
 }
 
 TEST(NoMalloc, WiderReluNetworkExpSigma) {
@@ -74,7 +78,7 @@ TEST(NoMalloc, WiderReluNetworkExpSigma) {
   spec.hidden = {256, 256, 256};
   spec.activation = Activation::relu;
   spec.sigma = SigmaMode::exp;
-  steps_without_allocation<float>(spec, 128);
+  for (CpuLevel level : runnable_levels()) steps_without_allocation<float>(level, spec, 128);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "mdn/mpi_comm.hpp"
 #include "mdn/reducer.hpp"
 #include "mdn/random.hpp"
+#include "support/levels.hpp"
 #include "support/test_seed.hpp"
 
 namespace mdn::test {
@@ -44,11 +45,11 @@ struct Reduced {
 /// Reduces M micro-batches of `rows` rows each, micro-batch g held by rank owner(g).
 template <class Owner>
 Reduced reduce(Comm& comm, Reduction mode, Index M, Owner owner, StepFlags flags = {}, Index poison = -1,
-               float poison_value = std::numeric_limits<float>::infinity()) {
+               float poison_value = std::numeric_limits<float>::infinity(), CpuLevel level = best_built_level()) {
   const Layout layout(spec());
   Index local = 0;
   for (Index g = 0; g < M; ++g) local += owner(g) == comm.rank();
-  GradientReducer red(layout, mode, std::max<Index>(local, 1), comm);
+  GradientReducer red(layout, mode, std::max<Index>(local, 1), comm, level);
   Index k = 0;
   for (Index g = 0; g < M; ++g) {
     if (owner(g) != comm.rank()) continue;
@@ -82,6 +83,13 @@ TEST(Reducer, ExactIsIdenticalForAnyRankCountAndPlacement) {
   EXPECT_EQ(dealt.result.rows, one.result.rows);
   EXPECT_EQ(dealt.result.loss_sum, one.result.loss_sum);
   EXPECT_TRUE(dealt.result.finite);
+  // Quantisation is exact integer work: every level's kernels give the same bits.
+  for (CpuLevel level : runnable_levels()) {
+    const Reduced at = reduce(comm, Reduction::exact, M, [&](Index g) { return static_cast<int>(g % P); }, {}, -1,
+                              0.0f, level);
+    EXPECT_EQ(at.mean, one.mean) << to_string(level);
+    EXPECT_EQ(at.sums, one.sums) << to_string(level);
+  }
 }
 
 TEST(Reducer, ExactMeetsItsPrecisionBound) {

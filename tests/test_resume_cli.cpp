@@ -1,6 +1,7 @@
 // Checkpoints and resume through `mdn train` as real processes: resuming with another rank count
 // is bit-identical to an uninterrupted run; corrupt checkpoints are reported and skipped;
 // incompatible changes are refused by name; files read back with h5py and the README's PyTorch code.
+#include "support/levels.hpp"
 #include "support/train_fixture.hpp"
 #include "test_paths.hpp"
 
@@ -54,6 +55,36 @@ TEST_F(TrainCli, ResumeWithAnotherRankCountIsBitIdenticalToAnUninterruptedRun) {
       EXPECT_EQ(rec["changed"]["train.epochs"]["to"], "4");
     }
   EXPECT_TRUE(found);
+}
+
+TEST_F(TrainCli, AResumeKeepsTheCheckpointsLevelAndStaysBitIdentical) {
+  // A run forced to x86-64 is requeued with run.cpu: auto on a CPU that runs better levels: it
+  // continues at x86-64 (the checkpoint's level), bit-identical to an uninterrupted x86-64 run.
+  expect_ok(train(2, "q", {"train.epochs=1", "run.cpu=x86-64"}), 2);
+  const RankedRun resumed = train(3, "q", {"train.epochs=2"});
+  expect_ok(resumed, 3);
+  EXPECT_NE(resumed.result.out.find("cpu: x86-64 (auto: the checkpoint's level;"), std::string::npos)
+      << resumed.result.out;
+  expect_ok(train(1, "u", {"run.cpu=x86-64"}), 1);
+  const Checkpoint a = final_checkpoint("q"), b = final_checkpoint("u");
+  EXPECT_EQ(a.params, b.params);
+  EXPECT_EQ(a.optimizer_state[1].second, b.optimizer_state[1].second);
+  EXPECT_EQ(a.cpu_level, "x86-64");
+  int starts = 0;
+  for (const json& rec : metrics("q")) {
+    if (rec["kind"] == "start" && ++starts == 2) {
+      EXPECT_EQ(rec["step"], 11);
+      EXPECT_EQ(rec["cpu"], "x86-64");
+      EXPECT_EQ(rec["cpu_reason"], "checkpoint");
+    }
+    if (rec["kind"] == "resume") {
+      EXPECT_EQ(rec["cpu_then"], "x86-64");
+      EXPECT_EQ(rec["cpu"], "x86-64");
+      EXPECT_EQ(rec["changed"]["run.cpu"]["from"], "x86-64");
+      EXPECT_EQ(rec["changed"]["run.cpu"]["to"], "auto");
+    }
+  }
+  EXPECT_EQ(starts, 2);
 }
 
 TEST_F(TrainCli, MidEpochCheckpointsResumeExactly) {
@@ -244,31 +275,34 @@ TEST_F(TrainCli, TrainingStepsAgreeWithPytorch) {
        {"--lr", "0.1", "--momentum", "0.9", "--nesterov", "--weight-decay", "0.01"}},
   };
   constexpr double kClip = 0.3;
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.optimizer);
-    const std::string run_dir = "torch-" + c.optimizer;
-    std::vector<std::string> sets = {"optimizer.name=" + c.optimizer, "train.batch_size=1037", "train.micro_batch=61",
-                                     "train.epochs=6", "checkpoint.every_steps=1", "checkpoint.keep_last=10",
-                                     "clip.global_norm=" + std::to_string(kClip)};
-    sets.insert(sets.end(), c.sets.begin(), c.sets.end());
-    expect_ok(train(c.ranks, run_dir, sets), c.ranks);
-    const fs::path ckpt = fs::path(dir_.path()) / run_dir / "checkpoints";
-    std::vector<std::string> cmd = {"/usr/bin/python3", std::string(MDN_TEST_SOURCE_DIR) + "/tests/data/torch_steps.py",
-                                    std::string(MDN_TEST_SOURCE_DIR) + "/README.md", ckpt / "step-00000001.h5",
-                                    ckpt / "step-00000006.h5", dir_ / "train.h5", "--optimizer", c.optimizer,
-                                    "--clip", std::to_string(kClip)};
-    cmd.insert(cmd.end(), c.torch_args.begin(), c.torch_args.end());
-    const RunResult r = run(cmd, {120, {}, {}});
-    ASSERT_EQ(r.exit_code, 0) << r.all();
-    const json out = json::parse(r.out);
-    std::cout << c.optimizer << ": err " << out["err"].get<double>() << ", one step short "
-              << out["err_short"].get<double>() << "\n";
-    EXPECT_EQ(out["steps"], 5);
-    EXPECT_LT(out["err"].get<double>(), 1e-5) << out.dump();
-    EXPECT_GT(out["err_short"].get<double>(), 1e-2) << out.dump();
-    // Clipping took part: at least one replayed step's gradient norm was above the limit.
-    const auto norms = out["norms"].get<std::vector<double>>();
-    EXPECT_GT(*std::max_element(norms.begin(), norms.end()), kClip) << out.dump();
+  for (const CpuLevel level : runnable_levels()) {
+    for (const Case& c : cases) {
+      SCOPED_TRACE(c.optimizer + " at " + to_string(level));
+      const std::string run_dir = "torch-" + c.optimizer + "-" + level_name(level);
+      std::vector<std::string> sets = {"optimizer.name=" + c.optimizer, "train.batch_size=1037", "train.micro_batch=61",
+                                       "train.epochs=6", "checkpoint.every_steps=1", "checkpoint.keep_last=10",
+                                       "clip.global_norm=" + std::to_string(kClip),
+                                       std::string("run.cpu=") + to_string(level)};
+      sets.insert(sets.end(), c.sets.begin(), c.sets.end());
+      expect_ok(train(c.ranks, run_dir, sets), c.ranks);
+      const fs::path ckpt = fs::path(dir_.path()) / run_dir / "checkpoints";
+      std::vector<std::string> cmd = {"/usr/bin/python3", std::string(MDN_TEST_SOURCE_DIR) + "/tests/data/torch_steps.py",
+                                      std::string(MDN_TEST_SOURCE_DIR) + "/README.md", ckpt / "step-00000001.h5",
+                                      ckpt / "step-00000006.h5", dir_ / "train.h5", "--optimizer", c.optimizer,
+                                      "--clip", std::to_string(kClip)};
+      cmd.insert(cmd.end(), c.torch_args.begin(), c.torch_args.end());
+      const RunResult r = run(cmd, {120, {}, {}});
+      ASSERT_EQ(r.exit_code, 0) << r.all();
+      const json out = json::parse(r.out);
+      std::cout << c.optimizer << " at " << to_string(level) << ": err " << out["err"].get<double>()
+                << ", one step short " << out["err_short"].get<double>() << "\n";
+      EXPECT_EQ(out["steps"], 5);
+      EXPECT_LT(out["err"].get<double>(), 1e-5) << out.dump();
+      EXPECT_GT(out["err_short"].get<double>(), 1e-2) << out.dump();
+      // Clipping took part: at least one replayed step's gradient norm was above the limit.
+      const auto norms = out["norms"].get<std::vector<double>>();
+      EXPECT_GT(*std::max_element(norms.begin(), norms.end()), kClip) << out.dump();
+    }
   }
 }
 

@@ -22,12 +22,13 @@ double train_and_evaluate(int K, const BishopData& train, const BishopData& held
   spec.hidden = {24, 24};
   const Index m = 100;
   const Index N = train.x.cols();
-  Network<float> net(spec, m);
+  const CpuLevel level = best_built_level();
+  Network<float> net(level, spec, m);
   const Layout& layout = net.layout();
   Vec<float> params(layout.size()), grad(layout.size());
   initialize(params.data(), layout, seed());
   OptimizerSpec os;
-  Optimizer<float> opt(os, layout);
+  Optimizer<float> opt(os, layout, level);
   ScheduleSpec sched;
   sched.kind = ScheduleKind::cosine;
   sched.min_lr = 1e-4;
@@ -52,7 +53,7 @@ double train_and_evaluate(int K, const BishopData& train, const BishopData& held
       }
       net.loss_and_grad(params.data(), xb, yb, grad.data());
       grad /= static_cast<float>(m);
-      clip(grad.data(), grad.size(), clip_spec);
+      clip(level, grad.data(), grad.size(), clip_spec);
       opt.step(params.data(), grad.data(), learning_rate(sched, 1e-2, step++, total));
     }
   }

@@ -1,6 +1,9 @@
 // `mdn train` as real processes under mpiexec: bit-identical results for 1, 2 and 3 ranks in
 // exact mode, the fast mode's difference, overflow and non-finite handling decided on every rank,
 // metrics.jsonl and the progress lines.
+#include "mdn/build_info.hpp"
+#include "mdn/cpu.hpp"
+#include "support/levels.hpp"
 #include "support/train_fixture.hpp"
 
 namespace mdn::test {
@@ -9,40 +12,44 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-TEST_F(TrainCli, ExactModeIsBitIdenticalForOneTwoAndThreeRanks) {
-  std::vector<Checkpoint> finals;
-  std::vector<std::vector<double>> valid;
-  for (int np : {1, 2, 3}) {
-    const std::string run = "p" + std::to_string(np);
-    const RankedRun r = train(np, run);
-    expect_ok(r, np);
-    finals.push_back(final_checkpoint(run));
-    std::vector<double> v;
-    double max_norm = 0;
-    int train_records = 0;
-    for (const json& rec : metrics(run)) {
-      if (rec["kind"] == "valid") v.push_back(rec["valid_nll"].get<double>());
-      if (rec["kind"] == "train") {
-        ++train_records;
-        max_norm = std::max(max_norm, rec["grad_norm"].get<double>());
+TEST_F(TrainCli, ExactModeIsBitIdenticalForOneTwoAndThreeRanksAtEveryLevel) {
+  for (const CpuLevel level : runnable_levels()) {
+    SCOPED_TRACE(to_string(level));
+    std::vector<Checkpoint> finals;
+    std::vector<std::vector<double>> valid;
+    for (int np : {1, 2, 3}) {
+      const std::string run = "p" + std::to_string(np) + "-" + level_name(level);
+      const RankedRun r = train(np, run, {std::string("run.cpu=") + to_string(level)});
+      expect_ok(r, np);
+      finals.push_back(final_checkpoint(run));
+      EXPECT_EQ(finals.back().cpu_level, to_string(level));
+      std::vector<double> v;
+      double max_norm = 0;
+      int train_records = 0;
+      for (const json& rec : metrics(run)) {
+        if (rec["kind"] == "valid") v.push_back(rec["valid_nll"].get<double>());
+        if (rec["kind"] == "train") {
+          ++train_records;
+          max_norm = std::max(max_norm, rec["grad_norm"].get<double>());
+        }
       }
+      valid.push_back(v);
+      EXPECT_EQ(train_records, kSteps);
+      EXPECT_GT(max_norm, 0.5) << "the clip (global_norm 0.5) never clipped: the test would not expose clipping";
+      EXPECT_EQ(finals.back().world_size, np);
+      EXPECT_EQ(count(r.result.out, "  loss "), kSteps) << "progress lines come from rank 0 only";
     }
-    valid.push_back(v);
-    EXPECT_EQ(train_records, kSteps);
-    EXPECT_GT(max_norm, 0.5) << "the clip (global_norm 0.5) never clipped: the test would not expose clipping";
-    EXPECT_EQ(finals.back().world_size, np);
-    EXPECT_EQ(count(r.result.out, "  loss "), kSteps) << "progress lines come from rank 0 only";
+    for (std::size_t i = 1; i < finals.size(); ++i) {
+      EXPECT_EQ(finals[i].params, finals[0].params) << "parameters differ between 1 and " << i + 1 << " ranks";
+      ASSERT_EQ(finals[i].optimizer_state.size(), 2u);
+      EXPECT_EQ(finals[i].optimizer_state[0].second, finals[0].optimizer_state[0].second);
+      EXPECT_EQ(finals[i].optimizer_state[1].second, finals[0].optimizer_state[1].second);
+      EXPECT_EQ(finals[i].optimizer_steps, kSteps);
+      EXPECT_EQ(valid[i], valid[0]) << "validation NLLs differ between 1 and " << i + 1 << " ranks";
+    }
+    EXPECT_EQ(valid[0].size(), 2u);
+    EXPECT_TRUE(std::isfinite(valid[0].back()));
   }
-  for (std::size_t i = 1; i < finals.size(); ++i) {
-    EXPECT_EQ(finals[i].params, finals[0].params) << "parameters differ between 1 and " << i + 1 << " ranks";
-    ASSERT_EQ(finals[i].optimizer_state.size(), 2u);
-    EXPECT_EQ(finals[i].optimizer_state[0].second, finals[0].optimizer_state[0].second);
-    EXPECT_EQ(finals[i].optimizer_state[1].second, finals[0].optimizer_state[1].second);
-    EXPECT_EQ(finals[i].optimizer_steps, kSteps);
-    EXPECT_EQ(valid[i], valid[0]) << "validation NLLs differ between 1 and " << i + 1 << " ranks";
-  }
-  EXPECT_EQ(valid[0].size(), 2u);
-  EXPECT_TRUE(std::isfinite(valid[0].back()));
 }
 
 TEST_F(TrainCli, FastModeDiffersAcrossRankCountsWithinTheRoundingTolerance) {
@@ -63,10 +70,18 @@ TEST_F(TrainCli, FastModeDiffersAcrossRankCountsWithinTheRoundingTolerance) {
 TEST_F(TrainCli, MetricsAndResolvedConfig) {
   expect_ok(train(2, "m"), 2);
   const auto recs = metrics("m");
-  int train_records = 0, valid_records = 0, checkpoints = 0;
+  int train_records = 0, valid_records = 0, checkpoints = 0, starts = 0;
   for (const json& rec : recs) {
     const std::string kind = rec.at("kind");
-    if (kind == "train") {
+    if (kind == "start") {
+      ++starts;
+      EXPECT_EQ(rec["step"], 0);
+      EXPECT_EQ(rec["ranks"], 2);
+      EXPECT_EQ(rec["cpu"], to_string(best_built_level())) << rec.dump();
+      EXPECT_EQ(rec["cpu_reason"], "auto");
+      EXPECT_EQ(rec["cpu_common"], to_string(best_built_level()));
+      EXPECT_EQ(rec["version"].get<std::string>().rfind(version(), 0), 0u) << rec.dump();
+    } else if (kind == "train") {
       ++train_records;
       for (const char* k : {"step", "epoch", "loss", "grad_norm", "lr", "samples_per_s", "t_compute", "t_comm", "t_io"})
         EXPECT_TRUE(rec.contains(k)) << k << " missing in " << rec.dump();
@@ -83,7 +98,10 @@ TEST_F(TrainCli, MetricsAndResolvedConfig) {
   EXPECT_EQ(train_records, kSteps);
   EXPECT_EQ(valid_records, 2);
   EXPECT_GE(checkpoints, 2);
-  EXPECT_EQ(recs.front()["step"], 1);
+  EXPECT_EQ(starts, 1);
+  EXPECT_EQ(recs.front()["kind"], "start");
+  EXPECT_EQ(recs.at(1)["kind"], "train");
+  EXPECT_EQ(recs.at(1)["step"], 1);
   // The last train record is the final step; its loss is the step's mean NLL.
   // config.yaml is the resolved config.
   std::ifstream in(dir_ / "m/config.yaml");

@@ -5,7 +5,6 @@
 #   tools/setup.sh [GROUP...]     groups: build (always), test, demo, bench
 #
 # Environment:
-#   MDN_NATIVE=OFF   build a portable binary (default here: ON, tuned for this machine's CPU)
 #   MDN_BUILD_DIR    build directory (default: build)
 #   MDN_WERROR=ON    warnings are errors (default: ON when CI=true)
 set -euo pipefail
@@ -17,7 +16,7 @@ pkgs_build=(g++ cmake make pkg-config
             libeigen3-dev libyaml-cpp-dev libgtest-dev
             libcli11-dev nlohmann-json3-dev librandom123-dev libxxhash-dev libfmt-dev)
 pkgs_test=(python3 python3-h5py python3-numpy python3-xxhash python3-torch python3-matplotlib hdf5-tools
-           slurm-wlm munge clang libclang-rt-dev)
+           slurm-wlm munge clang libclang-rt-dev qemu-user binutils)
 pkgs_demo=(python3 python3-h5py python3-numpy python3-matplotlib)
 pkgs_bench=(python3 python3-h5py python3-numpy python3-torch libopenblas0-openmp)
 
@@ -72,16 +71,11 @@ fi
 
 # ---- configure and build ------------------------------------------------------------------------
 build_dir=${MDN_BUILD_DIR:-build}
-native=${MDN_NATIVE:-ON}
 werror=${MDN_WERROR:-$([[ "${CI:-}" == true ]] && echo ON || echo OFF)}
-options=(-DCMAKE_BUILD_TYPE=Release -DMDN_NATIVE="$native" -DMDN_WERROR="$werror")
+options=(-DCMAKE_BUILD_TYPE=Release -DMDN_WERROR="$werror")
 
 stamp="$build_dir/.setup-options"
 if [[ ! -f "$build_dir/CMakeCache.txt" || "$(cat "$stamp" 2>/dev/null)" != "${options[*]}" ]]; then
-  if [[ "$native" == ON ]]; then
-    echo "setup: configuring $build_dir/ with MDN_NATIVE=ON (-march=native): the binary is tuned" \
-         "for this machine's CPU; MDN_NATIVE=OFF $0 builds one for any x86-64 node"
-  fi
   mkdir -p "$build_dir"
   if ! cmake -S . -B "$build_dir" "${options[@]}" >"$build_dir/configure.log" 2>&1; then
     cat "$build_dir/configure.log" >&2

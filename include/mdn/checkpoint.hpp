@@ -1,8 +1,9 @@
 // Checkpoints: self-describing, checksummed HDF5 files written atomically (README, "Checkpoints").
 //
-// Layout (format "mdn-checkpoint", format_version 1):
+// Layout (format "mdn-checkpoint", format_version 2):
 //   /                        attributes format, format_version, step, epoch, samples_seen,
 //                            world_size, config (resolved YAML), best_valid_nll (NaN: none),
+//                            cpu_level (the kernels' instruction-set level, cpu.hpp),
 //                            checksum, checksum_algorithm
 //   /model                   attributes input_dim, output_dim, components, activation, sigma,
 //                            sigma_min, hidden
@@ -14,7 +15,8 @@
 //
 // Checksum: xxh3-64 over the raw bytes of every dataset in lexicographic order of its path
 // (without the leading '/'), then step, epoch, samples_seen, world_size and the optimizer's step
-// as little-endian int64, best_valid_nll as float64, and the config text.
+// as little-endian int64, best_valid_nll as float64, the config text, and (version 2) the
+// cpu_level text. Version 1 (no cpu_level) is still read, with its own checksum.
 //
 // Writing (rank 0): to "checkpoints/.step-XXXXXXXX.h5.tmp" (which no reader takes for a
 // checkpoint), close, fsync the file, rename, fsync the directory: a crash at any moment leaves
@@ -32,7 +34,7 @@
 
 namespace mdn {
 
-constexpr int kCheckpointFormatVersion = 1;
+constexpr int kCheckpointFormatVersion = 2;  ///< written; 1 and 2 are read
 
 struct Checkpoint {
   std::int64_t step = 0;          ///< global batches consumed
@@ -47,6 +49,8 @@ struct Checkpoint {
   OptimizerKind optimizer = OptimizerKind::adam;
   std::int64_t optimizer_steps = 0;
   std::vector<std::pair<std::string, Vec<float>>> optimizer_state;  ///< name, flat buffer
+  std::string cpu_level;          ///< the level it was trained with ("x86-64-v3"); "" in version 1
+  std::int64_t format_version = kCheckpointFormatVersion;  ///< as read
 };
 
 /// "<dir>/step-00000012.h5"

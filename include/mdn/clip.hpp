@@ -3,6 +3,7 @@
 
 #include <optional>
 
+#include "mdn/cpu.hpp"
 #include "mdn/model.hpp"
 
 namespace mdn {
@@ -18,12 +19,12 @@ struct ClipResult {
   bool norm_clipped = false;    ///< the gradient was scaled down
 };
 
-/// L2 norm of n elements, accumulated in double.
+/// L2 norm of n elements, accumulated in double, with the kernels of `level`.
 template <class S>
-double l2_norm(const S* g, Index n);
+double l2_norm(CpuLevel level, const S* g, Index n);
 
-/// Clips the n-element gradient g in place.
+/// Clips the n-element gradient g in place, with the kernels of `level`.
 template <class S>
-ClipResult clip(S* g, Index n, const ClipSpec& spec);
+ClipResult clip(CpuLevel level, S* g, Index n, const ClipSpec& spec);
 
 }  // namespace mdn

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mdn/clip.hpp"
+#include "mdn/cpu.hpp"
 #include "mdn/model.hpp"
 #include "mdn/optimizer.hpp"
 #include "mdn/schedule.hpp"
@@ -32,6 +33,7 @@ struct Config {
     std::string dir;
     std::uint64_t seed = 0;
     std::vector<std::string> signals = {"USR1", "USR2", "TERM"};
+    std::optional<CpuLevel> cpu;  ///< none: auto
   } run;
   struct Data {
     std::string train;

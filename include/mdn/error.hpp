@@ -51,6 +51,15 @@ Error run_error(fmt::format_string<Args...> f, Args&&... args) {
   return Error(Exit::failure, fmt::format(f, std::forward<Args>(args)...));
 }
 
+/// A contract check that stays on in release builds, for O(1) checks where data crosses a module
+/// boundary (shapes, sizes): a violation is a bug, reported as an internal error naming the
+/// condition and its place.
+#define MDN_CHECK(condition)                                                          \
+  do {                                                                                \
+    if (!static_cast<bool>(condition)) ::mdn::check_failed(#condition, __FILE__, __LINE__); \
+  } while (false)
+[[noreturn]] void check_failed(const char* condition, const char* file, int line);
+
 /// Exit code and message for any exception escaping a command.
 struct ErrorReport {
   Exit code = Exit::failure;

@@ -2,7 +2,9 @@
 //
 // All take a checkpoint written by any number of ranks and run on any number of ranks: rows are
 // split in whole blocks of the run's micro-batch size, as in validation, so every result is the
-// same for any P. Outputs are in the data's own units.
+// same for any P. Outputs are in the data's own units. The kernels run at the checkpoint's
+// instruction-set level when every rank supports it (so `mdn eval` reproduces the validation NLL
+// of training to the bit), else at the best level every rank supports; --cpu forces one.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,7 @@ struct EvalOptions {
   std::string data;
   std::string x;  ///< empty: the checkpoint's data.x
   std::string y;  ///< empty: the checkpoint's data.y
+  std::string cpu = "auto";  ///< the kernels' level, as run.cpu
   bool json = false;
 };
 /// Prints the mean NLL per sample and the row count (rank 0). Returns the exit code.
@@ -29,6 +32,7 @@ struct ModelInputs {
   std::string input;
   std::string x;  ///< dataset of inputs; empty: the checkpoint's data.x
   std::string output;
+  std::string cpu = "auto";  ///< the kernels' level, as run.cpu
 };
 
 using PredictOptions = ModelInputs;

@@ -17,20 +17,27 @@
 //   exp:      log sigma = logaddexp(r, log sigma_min) = max(u, 0) + log1p(exp(-|u|)) + log sigma_min
 //             with u = r - log sigma_min, and (dsigma/draw) / sigma = exp(r) / sigma = logistic(u);
 // 1/sigma <= 1/sigma_min, gamma_k <= 1 and pi_k <= 1 are computed as exp of non-positive values.
-// Cost: O(n K L) element-wise work, vectorised along the samples (each head row is a contiguous
-// column of the (n x O) head block).
+// Cost: O(n K L) element-wise work, vectorised along the samples (src/kernels/mixture.cpp, one
+// build per instruction-set level, with mdn's own packet exp and log).
 #pragma once
 
 #include <Eigen/Core>
 
-#include "mdn/model.hpp"
+#include <memory>
+
+#include "mdn/error.hpp"
+#include "mdn/kernels.hpp"
 
 namespace mdn {
 
 template <class S>
 class MixtureHead {
  public:
-  MixtureHead(int components, int output_dim, SigmaMode mode, double sigma_min, Index max_n);
+  MixtureHead(CpuLevel level, int components, int output_dim, SigmaMode mode, double sigma_min, Index max_n)
+      : K_(components),
+        L_(output_dim),
+        max_n_(max_n),
+        impl_(kernels<S>(level).mixture(components, output_dim, mode, sigma_min, max_n)) {}
 
   Index max_n() const { return max_n_; }
 
@@ -38,44 +45,41 @@ class MixtureHead {
   /// head: (n, O) head outputs, a sample per row. y: (L, n) targets, a sample per column.
   /// per_sample: optional (n) output of each sample's NLL.
   double nll(const Eigen::Ref<const Mat<S>>& head, const Eigen::Ref<const Mat<S>>& y,
-             double* per_sample = nullptr);
+             double* per_sample = nullptr) {
+    check(head, y);
+    return impl_->nll(head.data(), head.outerStride(), y.data(), y.outerStride(), head.rows(), per_sample);
+  }
 
   /// nll(), and the gradient of the summed NLL with respect to head into dhead (n, O).
   double nll_and_grad(const Eigen::Ref<const Mat<S>>& head, const Eigen::Ref<const Mat<S>>& y,
-                      Eigen::Ref<Mat<S>> dhead, double* per_sample = nullptr);
+                      Eigen::Ref<Mat<S>> dhead, double* per_sample = nullptr) {
+    check(head, y);
+    MDN_CHECK(dhead.rows() == head.rows() && dhead.cols() == head.cols());
+    return impl_->nll_and_grad(head.data(), head.outerStride(), y.data(), y.outerStride(), head.rows(),
+                               dhead.data(), dhead.outerStride(), per_sample);
+  }
 
   /// The mixture's parameters for the n samples of head: pi (n, K), mu and sigma (n, K*L),
   /// component-major columns, in double.
   void parameters(const Eigen::Ref<const Mat<S>>& head, Eigen::Ref<Eigen::MatrixXd> pi,
-                  Eigen::Ref<Eigen::MatrixXd> mu, Eigen::Ref<Eigen::MatrixXd> sigma);
+                  Eigen::Ref<Eigen::MatrixXd> mu, Eigen::Ref<Eigen::MatrixXd> sigma) {
+    const Index n = head.rows();
+    MDN_CHECK(n <= max_n_ && head.cols() == K_ * (1 + 2 * L_));
+    MDN_CHECK(pi.rows() == n && mu.rows() == n && sigma.rows() == n);
+    MDN_CHECK(pi.outerStride() == mu.outerStride() && mu.outerStride() == sigma.outerStride());
+    impl_->parameters(head.data(), head.outerStride(), n, pi.data(), mu.data(), sigma.data(), pi.outerStride());
+  }
 
  private:
-  double forward(const Eigen::Ref<const Mat<S>>& head, const Eigen::Ref<const Mat<S>>& y,
-                 double* per_sample);
-  /// log sigma, 1/sigma and (dsigma/draw)/sigma of column j of the raw scales.
-  void scale_terms(const Eigen::Ref<const Mat<S>>& head, Index n, int j);
+  void check(const Eigen::Ref<const Mat<S>>& head, const Eigen::Ref<const Mat<S>>& y) const {
+    MDN_CHECK(head.rows() <= max_n_ && head.cols() == K_ * (1 + 2 * L_));
+    MDN_CHECK(y.rows() == L_ && y.cols() == head.rows());
+  }
 
   int K_;
   int L_;
-  SigmaMode mode_;
-  double sigma_min_;
-  double log_sigma_min_;
   Index max_n_;
-  // Workspaces, (max_n, ...), column-major, allocated once.
-  Eigen::ArrayXXd y_;        // (n, L)    targets, transposed
-  Eigen::ArrayXXd log_pi_;   // (n, K)
-  Eigen::ArrayXXd comp_;     // (n, K)    log pi_k + log N_k
-  Eigen::ArrayXXd z_;        // (n, K*L)  (y - mu) / sigma
-  Eigen::ArrayXXd inv_;      // (n, K*L)  1 / sigma
-  Eigen::ArrayXXd dscale_;   // (n, K*L)  (dsigma/draw) / sigma
-  Eigen::ArrayXd log_sigma_; // (n)       of the current (k, l)
-  Eigen::ArrayXd e_;         // (n)       exp(-|u|)
-  Eigen::ArrayXd m_;         // (n)       row maxima
-  Eigen::ArrayXd lse_;       // (n)       log p(y | x)
-  Eigen::ArrayXd gamma_;     // (n)       responsibilities of the current k
+  std::unique_ptr<MixtureKernel<S>> impl_;
 };
-
-extern template class MixtureHead<float>;
-extern template class MixtureHead<double>;
 
 }  // namespace mdn

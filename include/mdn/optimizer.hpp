@@ -8,13 +8,16 @@
 //   adam:  g += wd p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 //          p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
 //   adamw: p *= 1 - lr wd (decoupled), then adam without the wd term
-// State buffers share the parameters' layout.
+// State buffers share the parameters' layout. The factors (lr / (1 - b1^t), ...) are computed
+// once per step in double (det::pow: the same on every CPU) and rounded once to S; the
+// element-wise updates are kernels of the chosen level.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "mdn/cpu.hpp"
 #include "mdn/model.hpp"
 
 namespace mdn {
@@ -35,7 +38,8 @@ struct OptimizerSpec {
 template <class S>
 class Optimizer {
  public:
-  Optimizer(const OptimizerSpec& spec, const Layout& layout);
+  /// The updates run in the kernels of `level` (kernels.hpp).
+  Optimizer(const OptimizerSpec& spec, const Layout& layout, CpuLevel level);
 
   /// One update of params (layout().size() elements) with gradient grad and learning rate lr.
   void step(S* params, const S* grad, double lr);
@@ -55,6 +59,7 @@ class Optimizer {
  private:
   OptimizerSpec spec_;
   const Layout* layout_;
+  CpuLevel level_;
   std::int64_t steps_ = 0;
   Vec<S> m_;  // momentum / exp_avg
   Vec<S> v_;  // exp_avg_sq

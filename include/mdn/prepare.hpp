@@ -9,6 +9,7 @@
 
 #include "mdn/comm.hpp"
 #include "mdn/config.hpp"
+#include "mdn/cpu_choice.hpp"
 #include "mdn/data.hpp"
 
 namespace mdn {
@@ -27,6 +28,9 @@ struct Prepared {
   double read_seconds = 0;    ///< time spent reading and normalising
   std::optional<Normalization> fixed_norm;  ///< statistics to use instead of computing them
   bool skip_data = false;                   ///< set by before_reading: read no data at all
+  bool resuming = false;                    ///< set by before_reading: continuing from a checkpoint
+  std::optional<CpuLevel> previous_cpu;     ///< set by before_reading: the checkpoint's level
+  CpuChoice cpu;                            ///< the kernels' level, agreed by every rank
 };
 
 /// Reads the config on rank 0 and shares it (collective); errors as mdn::Error on every rank.
@@ -36,7 +40,8 @@ Config load_config_collectively(const std::string& path, const std::vector<std::
 /// All checks, then reads and normalises this rank's shards. Collective. `before_reading` runs
 /// (on every rank) after the config and the file headers are validated and before the data is
 /// read; setting `fixed_norm` there makes the shards use those statistics (a resumed run takes
-/// them from its checkpoint) instead of computing them.
+/// them from its checkpoint) instead of computing them. Then the ranks agree on the kernels'
+/// level (run.cpu, the checkpoint's level given as `previous_cpu`).
 Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm,
                  const std::function<void(Prepared&)>& before_reading = {});
 

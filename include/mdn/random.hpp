@@ -43,7 +43,7 @@ class Sequence {
   double uniform() { return static_cast<double>(next_bits() >> 11) * 0x1.0p-53; }
   /// Uniform integer in [0, n), n > 0, without modulo bias.
   std::uint64_t below(std::uint64_t n);
-  /// Standard normal (Box-Muller; consumes two counters per value).
+  /// Standard normal (Box-Muller with det::log and det::cos; consumes two counters per value).
   double normal();
   std::uint64_t counter() const { return counter_; }
 

@@ -22,6 +22,7 @@
 
 #include "mdn/comm.hpp"
 #include "mdn/config.hpp"
+#include "mdn/kernels.hpp"
 #include "mdn/model.hpp"
 
 namespace mdn {
@@ -35,8 +36,9 @@ struct StepFlags {
 
 class GradientReducer {
  public:
-  /// max_local: the most micro-batches of one step a rank can hold.
-  GradientReducer(const Layout& layout, Reduction mode, Index max_local, Comm& comm);
+  /// max_local: the most micro-batches of one step a rank can hold; the quantisation runs in
+  /// the kernels of `level`.
+  GradientReducer(const Layout& layout, Reduction mode, Index max_local, Comm& comm, CpuLevel level);
 
   /// Where local micro-batch k's gradient (layout-sized, float) is to be written.
   float* gradient(Index k);
@@ -71,6 +73,7 @@ class GradientReducer {
   const Layout& layout_;
   Reduction mode_;
   Comm& comm_;
+  const Kernels<float>& kernels_;
   Index n_;  // parameters
   std::vector<Vec<float>> held_;        // exact: one gradient per local micro-batch; fast: [scratch]
   std::vector<double> loss_;            // per local micro-batch

@@ -246,12 +246,50 @@ std::vector<std::string> mdn_command(int np, const std::vector<std::string>& arg
   return cmd;
 }
 
+namespace {
+
+/// The shell line that runs "$0" "$@" and writes its exit code to dir/.rc.<rank>.
+std::string recording_script(const std::string& dir) {
+  return "\"$0\" \"$@\"; rc=$?; echo $rc > " + dir + "/.rc.${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}}; exit $rc";
+}
+
+std::vector<std::string> read_codes(const std::string& dir, std::size_t np) {
+  std::vector<std::string> codes;
+  for (std::size_t r = 0; r < np; ++r) {
+    std::ifstream in(dir + "/.rc." + std::to_string(r));
+    std::string code;
+    in >> code;
+    codes.push_back(code);
+  }
+  return codes;
+}
+
+}  // namespace
+
+RankedRun run_mdn_ranks_on(const std::string& dir, const std::vector<std::vector<std::string>>& launchers,
+                           const std::vector<std::string>& args, double timeout) {
+  std::vector<std::string> cmd = mpi_launch_keep_going(1);
+  for (std::size_t r = 0; r < launchers.size(); ++r) {
+    if (r > 0) cmd.insert(cmd.end(), {":", MDN_TEST_MPIEXEC_NUMPROC_FLAG, "1"});
+    cmd.insert(cmd.end(), {"/bin/sh", "-c", recording_script(dir)});
+    cmd.insert(cmd.end(), launchers[r].begin(), launchers[r].end());
+    cmd.push_back(mdn_binary());
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    std::remove((dir + "/.rc." + std::to_string(r)).c_str());
+  }
+  RankedRun out;
+  RunOptions opts;
+  opts.timeout_seconds = timeout;
+  opts.cwd = dir;
+  out.result = run(cmd, opts);
+  out.codes = read_codes(dir, launchers.size());
+  return out;
+}
+
 RankedRun run_mdn_ranks(const std::string& dir, int np, const std::vector<std::string>& args,
                         const std::map<std::string, std::string>& env, double timeout) {
   std::vector<std::string> cmd = mpi_launch_keep_going(np);
-  const std::string script = "\"$0\" \"$@\"; rc=$?; echo $rc > " + dir +
-                             "/.rc.${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}}; exit $rc";
-  cmd.insert(cmd.end(), {"/bin/sh", "-c", script, mdn_binary()});
+  cmd.insert(cmd.end(), {"/bin/sh", "-c", recording_script(dir), mdn_binary()});
   cmd.insert(cmd.end(), args.begin(), args.end());
   for (int r = 0; r < np; ++r) std::remove((dir + "/.rc." + std::to_string(r)).c_str());
   RankedRun out;
@@ -260,12 +298,7 @@ RankedRun run_mdn_ranks(const std::string& dir, int np, const std::vector<std::s
   opts.cwd = dir;
   opts.env = env;
   out.result = run(cmd, opts);
-  for (int r = 0; r < np; ++r) {
-    std::ifstream in(dir + "/.rc." + std::to_string(r));
-    std::string code;
-    in >> code;
-    out.codes.push_back(code);
-  }
+  out.codes = read_codes(dir, static_cast<std::size_t>(np));
   return out;
 }
 

@@ -86,6 +86,12 @@ struct RankedRun {
 RankedRun run_mdn_ranks(const std::string& dir, int np, const std::vector<std::string>& args,
                         const std::map<std::string, std::string>& env = {}, double timeout = 120);
 
+/// An MPMD job of one rank per launcher: rank r runs `launchers[r] + {mdn} + args` (a launcher
+/// such as {"qemu-x86_64", "-cpu", "Nehalem"} runs its rank on an emulated CPU; {} natively),
+/// every rank recording its exit code, with cwd `dir`.
+RankedRun run_mdn_ranks_on(const std::string& dir, const std::vector<std::vector<std::string>>& launchers,
+                           const std::vector<std::string>& args, double timeout = 120);
+
 /// Every file and directory under `dir` with its size, sorted: compare two to see a change.
 std::vector<std::string> dir_listing(const std::string& dir);
 

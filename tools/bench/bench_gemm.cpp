@@ -2,7 +2,9 @@
 // the benchmark compares training against. Under `mpirun -n 2` the ranks multiply at the same
 // time, which gives the two-core ceiling (shared caches, memory bandwidth and clocks).
 //
-//   [mpirun -n P] build/tools/bench_gemm [SIZE] [SECONDS]      prints GFLOP/s per rank and in sum
+//   [mpirun -n P] build/tools/bench_gemm [SIZE] [SECONDS] [LEVEL]   prints GFLOP/s per rank and in sum
+//
+// LEVEL: the kernels' instruction-set level (default: the best this CPU runs).
 #include <mpi.h>
 
 #include <algorithm>
@@ -23,8 +25,12 @@ int main(int argc, char** argv) {
   const double seconds = argc > 2 ? std::atof(argv[2]) : 3.0;
   const mdn::Mat<float> a = mdn::Mat<float>::Random(n, n), b = mdn::Mat<float>::Random(n, n);
   mdn::Mat<float> c(n, n);
-  mdn::GemmWorkspace<float> ws;
-  mdn::Gemm<float> gemm(n, n, n, false, ws);
+  const auto level = argc > 3 ? mdn::parse_cpu_level(argv[3]) : mdn::best_built_level();
+  if (!level || !mdn::is_built(*level) || !mdn::cpu_supports(*level)) {
+    std::fprintf(stderr, "bench_gemm: level '%s' is not built or not supported here\n", argv[3]);
+    MPI_Abort(MPI_COMM_WORLD, 2);
+  }
+  mdn::Gemm<float> gemm(*level, n, n, n, false);
   std::vector<double> rates;
   MPI_Barrier(MPI_COMM_WORLD);
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
@@ -41,7 +47,8 @@ int main(int argc, char** argv) {
   if (rank == 0) {
     double sum = 0;
     for (double r : all) sum += r;
-    std::printf("{\"size\": %lld, \"ranks\": %d, \"gflops_per_rank\": [", static_cast<long long>(n), size);
+    std::printf("{\"size\": %lld, \"ranks\": %d, \"level\": \"%s\", \"gflops_per_rank\": [", static_cast<long long>(n), size,
+                mdn::to_string(*level));
     for (int r = 0; r < size; ++r) std::printf("%s%.2f", r ? ", " : "", all[static_cast<std::size_t>(r)]);
     std::printf("], \"gflops_sum\": %.2f, \"check\": %g}\n", sum, static_cast<double>(c(0, 0)));
   }

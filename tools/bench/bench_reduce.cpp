@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
       return comm.max(median(t)) * 1e3;
     };
     auto run_reducer = [&](Reduction mode) {
-      GradientReducer red(layout, mode, J, comm);
+      GradientReducer red(layout, mode, J, comm, mdn::best_built_level());
       return time([&] {
         for (Index k = 0; k < J; ++k) {
           std::copy_n(grads[static_cast<std::size_t>(k)].data(), n, red.gradient(k));

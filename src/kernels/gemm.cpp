@@ -1,0 +1,343 @@
+// Matrix products with their workspace allocated once and a blocking that does not depend on
+// the machine.
+//
+// Float products (the training step's) run mdn's own kernel, in the layered scheme of Goto and
+// van de Geijn ("Anatomy of high-performance matrix multiplication", 2008) and BLIS:
+//   for each block of KC depth:    pack B's rows into panels of NR columns   (kc x NR each)
+//     for each block of MC rows:   pack A's rows into panels of MR rows      (MR x kc each)
+//       for each (NR, MR) tile:    the register tile C[MR x NR] += A_panel B_panel
+// The tile lives in MR/W x NR vector registers (W floats each) for the whole depth block; each
+// step of the depth loads MR/W vectors of A, broadcasts NR elements of B and does MR/W x NR fused
+// multiply-adds. The tile starts from zero in the first depth block and from C in the next ones,
+// so every element of C is one chain of multiply-adds over k = 0, 1, ..., K-1 in order: its bits
+// depend on its row of A, its column of B and the level, not on the blocking, the shapes, or
+// where the element sits (edge tiles are computed in the same register tile on zero-padded
+// panels). No product writes C twice, and nothing is allocated per call.
+//
+// The blocking constants are fixed per level (never derived from the cache sizes a CPU reports):
+//   x86-64-v4 (32 zmm registers):  MR = 48 (3 x 16), NR = 8: 24 accumulators
+//   x86-64-v3 (16 ymm registers):  MR = 24 (3 x 8),  NR = 4: 12 accumulators
+//   x86-64    (16 xmm registers):  MR = 12 (3 x 4),  NR = 4: 12 accumulators, multiply then add
+// Products too small to fill one tile in some dimension, and double products (used in tests),
+// run Eigen's GEMM kernel instead, with its blocking computed once from fixed reference cache
+// sizes and packing buffers the site owns.
+#include "level.hpp"
+
+#include <immintrin.h>
+
+#include <cassert>
+#include <cstring>
+
+namespace mdn::MDN_LEVEL {
+
+namespace {
+
+// ---- mdn's float kernel ----------------------------------------------------------------------------
+
+using PF = Packet<float>;
+constexpr Index W = kPacket<float>;
+#if defined(__AVX512F__)
+#ifndef MDN_TRY_MV
+#define MDN_TRY_MV 3
+#define MDN_TRY_NR 8
+#endif
+constexpr int kMV = MDN_TRY_MV, kNR = MDN_TRY_NR;
+constexpr Index kKC = 384, kMC = 192;
+#elif defined(__AVX2__)
+constexpr int kMV = 3, kNR = 4;
+constexpr Index kKC = 256, kMC = 96;
+#else
+constexpr int kMV = 3, kNR = 4;
+constexpr Index kKC = 256, kMC = 96;
+#endif
+constexpr Index kMR = kMV * W;
+constexpr Index kNC = 4096;
+// Depths below this run Eigen's kernel: a tile's loads and stores would outweigh its work.
+constexpr Index kMinDepth = 16;
+
+Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
+
+/// The register tile: C (MR x NR, column-major, leading dimension ldc) = (accumulate ? C : 0)
+/// + A (MR x kc) * B (kc x NR), where step k of A is MR adjacent values at ap + k * a_step and
+/// step k of B is NR adjacent values at bp + k * b_step (packed panels: MR and NR).
+void tile(Index kc, const float* __restrict ap, Index a_step, const float* __restrict bp, Index b_step, float* c,
+          Index ldc, bool accumulate) {
+  PF acc[kNR][kMV];
+  if (accumulate) {
+    for (int j = 0; j < kNR; ++j)
+      for (int v = 0; v < kMV; ++v) acc[j][v] = ei::ploadu<PF>(c + j * ldc + v * W);
+  } else {
+    for (int j = 0; j < kNR; ++j)
+      for (int v = 0; v < kMV; ++v) acc[j][v] = ei::pset1<PF>(0.0f);
+  }
+#pragma GCC unroll 2
+  for (Index k = 0; k < kc; ++k) {
+    PF a[kMV];
+#pragma GCC unroll 8
+    for (int v = 0; v < kMV; ++v) a[v] = ei::ploadu<PF>(ap + v * W);
+#pragma GCC unroll 32
+    for (int j = 0; j < kNR; ++j) {
+      const PF b = ei::pset1<PF>(bp[j]);
+#pragma GCC unroll 8
+      for (int v = 0; v < kMV; ++v) acc[j][v] = ei::pmadd(a[v], b, acc[j][v]);
+    }
+    ap += a_step;
+    bp += b_step;
+  }
+  for (int j = 0; j < kNR; ++j)
+    for (int v = 0; v < kMV; ++v) ei::pstoreu(c + j * ldc + v * W, acc[j][v]);
+}
+
+// Transposes of square blocks: dst[i * dst_stride + j] = src[j * src_stride + i], i.e. rows of
+// dst from columns of src. 8 x 8 with AVX registers where the level has them, 4 x 4 with SSE.
+#if defined(__AVX__)
+constexpr Index kT = 8;
+inline void transpose_block(const float* src, Index ss, float* dst, Index ds) {
+  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss),
+         r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss), r5 = _mm256_loadu_ps(src + 5 * ss),
+         r6 = _mm256_loadu_ps(src + 6 * ss), r7 = _mm256_loadu_ps(src + 7 * ss);
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+               t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+               t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+               u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+               u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+               u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+inline void copy_vector(const float* src, float* dst) { _mm256_storeu_ps(dst, _mm256_loadu_ps(src)); }
+#else
+constexpr Index kT = 4;
+inline void copy_vector(const float* src, float* dst) { _mm_storeu_ps(dst, _mm_loadu_ps(src)); }
+inline void transpose_block(const float* src, Index ss, float* dst, Index ds) {
+  __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + ss), r2 = _mm_loadu_ps(src + 2 * ss),
+         r3 = _mm_loadu_ps(src + 3 * ss);
+  _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+  _mm_storeu_ps(dst, r0);
+  _mm_storeu_ps(dst + ds, r1);
+  _mm_storeu_ps(dst + 2 * ds, r2);
+  _mm_storeu_ps(dst + 3 * ds, r3);
+}
+#endif
+
+/// Packs `count` x kc of a matrix into a panel of `width` x kc with `width` values per step of
+/// the depth: element (r, k) of the panel is x(first + r, p0 + k) of the operand, rows past
+/// `count` zero. `along_rows`: the operand's elements (r, k) and (r + 1, k) are adjacent in
+/// memory; otherwise (r, k) and (r, k + 1) are.
+void pack_panel(const float* x, Index stride, bool along_rows, Index first, Index count, Index p0, Index kc,
+                Index width, float* dst) {
+  if (along_rows) {  // x(r, k) at x[k * stride + r]: each step copies `count` adjacent values
+    if (count == width && width % kT == 0) {
+      // A full panel, in vector registers (memcpy of a few hundred bytes would go through
+      // `rep movs`, whose start-up costs more than the copy).
+      for (Index k = 0; k < kc; ++k) {
+        const float* src = x + (p0 + k) * stride + first;
+        float* out = dst + k * width;
+        for (Index i = 0; i < width; i += kT) copy_vector(src + i, out + i);
+      }
+      return;
+    }
+    for (Index k = 0; k < kc; ++k) {
+      const float* src = x + (p0 + k) * stride + first;
+      float* out = dst + k * width;
+      for (Index i = 0; i < count; ++i) out[i] = src[i];
+      for (Index i = count; i < width; ++i) out[i] = 0.0f;
+    }
+    return;
+  }
+  // x(r, k) at x[r * stride + k]: transpose square blocks, then the edges one by one.
+  const Index r4 = count / kT * kT, k4 = kc / kT * kT;
+  for (Index r = 0; r < r4; r += kT) {
+    const float* src = x + (first + r) * stride + p0;
+    for (Index k = 0; k < k4; k += kT) transpose_block(src + k, stride, dst + k * width + r, width);
+    for (Index k = k4; k < kc; ++k)
+      for (Index i = 0; i < kT; ++i) dst[k * width + r + i] = src[i * stride + k];
+  }
+  for (Index r = r4; r < count; ++r)
+    for (Index k = 0; k < kc; ++k) dst[k * width + r] = x[(first + r) * stride + p0 + k];
+  for (Index k = 0; k < kc; ++k) std::fill(dst + k * width + count, dst + (k + 1) * width, 0.0f);
+}
+
+/// C (m x n, column-major) = A (m x k) B (k x n) with mdn's kernel; ap and bp hold the packed
+/// panels (sizes from packed_*_size()). (Reading column-major A or row-major B in place instead
+/// of packing them was measured: no faster on the medium model, 40% slower on the large one.)
+void sgemm(const Operand<const float>& a, const Operand<const float>& b, const Operand<float>& c, float* ap,
+           float* bp) {
+  const Index m = c.rows, n = c.cols, K = a.cols;
+  alignas(64) float edge[kMR * kNR];
+  for (Index jc = 0; jc < n; jc += kNC) {
+    const Index nc = std::min(kNC, n - jc);
+    for (Index pc = 0; pc < K; pc += kKC) {
+      const Index kc = std::min(kKC, K - pc);
+      const bool accumulate = pc > 0;
+      // B's block: panels of NR columns. B(k, j) is adjacent to B(k, j + 1) when B is row-major.
+      for (Index jp = 0; jp < nc; jp += kNR)
+        pack_panel(b.data, b.stride, b.row_major, jc + jp, std::min<Index>(kNR, nc - jp), pc, kc, kNR, bp + jp * kc);
+      for (Index ic = 0; ic < m; ic += kMC) {
+        const Index mc = std::min(kMC, m - ic);
+        // A's block: panels of MR rows. A(i, k) is adjacent to A(i + 1, k) when A is column-major.
+        for (Index ip = 0; ip < mc; ip += kMR)
+          pack_panel(a.data, a.stride, !a.row_major, ic + ip, std::min<Index>(kMR, mc - ip), pc, kc, kMR, ap + ip * kc);
+        for (Index jr = 0; jr < nc; jr += kNR) {
+          const Index cols = std::min<Index>(kNR, nc - jr);
+          for (Index ir = 0; ir < mc; ir += kMR) {
+            const Index rows = std::min<Index>(kMR, mc - ir);
+            float* cp = c.data + (jc + jr) * c.stride + ic + ir;
+            if (rows == kMR && cols == kNR) {
+              tile(kc, ap + ir * kc, kMR, bp + jr * kc, kNR, cp, c.stride, accumulate);
+              continue;
+            }
+            // An edge tile: the same register tile, through a buffer.
+            if (accumulate)
+              for (Index j = 0; j < cols; ++j)
+                for (Index i = 0; i < rows; ++i) edge[j * kMR + i] = cp[j * c.stride + i];
+            tile(kc, ap + ir * kc, kMR, bp + jr * kc, kNR, edge, kMR, accumulate);
+            for (Index j = 0; j < cols; ++j)
+              for (Index i = 0; i < rows; ++i) cp[j * c.stride + i] = edge[j * kMR + i];
+          }
+        }
+      }
+    }
+  }
+}
+
+/// Sizes of the packed panels for products of up to (max_m, max_n, max_k).
+Index packed_a_size(Index max_m, Index max_k) { return round_up(std::min(kMC, max_m), kMR) * std::min(kKC, max_k); }
+Index packed_b_size(Index max_n, Index max_k) { return round_up(std::min(kNC, max_n), kNR) * std::min(kKC, max_k); }
+
+bool own_kernel(Index m, Index n, Index k) { return m >= kMR && n >= kNR && k >= kMinDepth; }
+
+// ---- Eigen's kernel ------------------------------------------------------------------------------
+
+// Reference cache sizes for Eigen's blocking heuristic (a common server core: 32 KiB L1d, 1 MiB
+// L2, 32 MiB L3). Only the blocking depends on them, never the result's correctness.
+constexpr std::ptrdiff_t kL1 = 32 * 1024;
+constexpr std::ptrdiff_t kL2 = 1024 * 1024;
+constexpr std::ptrdiff_t kL3 = 32 * 1024 * 1024;
+
+/// Eigen's level-3 blocking object over buffers that the site owns.
+template <class S>
+class FixedBlocking : public ei::level3_blocking<S, S> {
+ public:
+  FixedBlocking(S* a, S* b, Index mc, Index nc, Index kc) {
+    this->m_blockA = a;
+    this->m_blockB = b;
+    this->m_mc = mc;
+    this->m_nc = nc;
+    this->m_kc = kc;
+  }
+};
+
+template <class S, int LhsOrder, int RhsOrder>
+void eigen_kernel(Index m, Index n, Index k, const Operand<const S>& a, const Operand<const S>& b,
+                  const Operand<S>& c, ei::level3_blocking<S, S>& blocking) {
+  ei::general_matrix_matrix_product<Index, S, LhsOrder, false, S, RhsOrder, false, Eigen::ColMajor, 1>::run(
+      m, n, k, a.data, a.stride, b.data, b.stride, c.data, 1, c.stride, S(1), blocking, nullptr);
+}
+
+}  // namespace
+
+template <class S>
+Gemm<S>::Gemm(Index max_rows, Index max_cols, Index max_depth, bool result_row_major, GemmWorkspace<S>& ws)
+    : ws_(&ws),
+      result_row_major_(result_row_major),
+      max_rows_(result_row_major ? max_cols : max_rows),
+      max_cols_(result_row_major ? max_rows : max_cols),
+      max_depth_(max_depth) {
+  // Set every time: something else in the process may have changed Eigen's cache sizes.
+  Eigen::setCpuCacheSizes(kL1, kL2, kL3);
+  kc_ = max_depth_;
+  mc_ = max_rows_;
+  nc_ = max_cols_;
+  ei::computeProductBlockingSizes<S, S, 1, Index>(kc_, mc_, nc_, 1);
+  Index a_size = kc_ * mc_, b_size = kc_ * nc_;
+  if (std::is_same_v<S, float>) {
+    a_size = std::max(a_size, packed_a_size(max_rows_, max_depth_));
+    b_size = std::max(b_size, packed_b_size(max_cols_, max_depth_));
+  }
+  ws.a.resize(std::max(ws.a.size(), static_cast<std::size_t>(a_size)));
+  ws.b.resize(std::max(ws.b.size(), static_cast<std::size_t>(b_size)));
+}
+
+template <class S>
+void Gemm<S>::run_eigen(const Operand<const S>& a, const Operand<const S>& b, const Operand<S>& c) const {
+  // C = 0, then C += A B.
+  for (Index j = 0; j < c.cols; ++j) std::fill_n(c.data + j * c.stride, c.rows, S(0));
+  FixedBlocking<S> blocking(ws_->a.data(), ws_->b.data(), mc_, nc_, kc_);
+  const Index m = c.rows, n = c.cols, k = a.cols;
+  if (a.row_major) {
+    if (b.row_major) eigen_kernel<S, Eigen::RowMajor, Eigen::RowMajor>(m, n, k, a, b, c, blocking);
+    else eigen_kernel<S, Eigen::RowMajor, Eigen::ColMajor>(m, n, k, a, b, c, blocking);
+  } else {
+    if (b.row_major) eigen_kernel<S, Eigen::ColMajor, Eigen::RowMajor>(m, n, k, a, b, c, blocking);
+    else eigen_kernel<S, Eigen::ColMajor, Eigen::ColMajor>(m, n, k, a, b, c, blocking);
+  }
+}
+
+template <class S>
+void Gemm<S>::run(Operand<const S> a, Operand<const S> b, Operand<S> c) const {
+  assert(c.row_major == result_row_major_);
+  if (c.row_major) {  // C = A B  <=>  C^T = B^T A^T, with C^T column-major
+    const Operand<const S> at = a.t();
+    a = b.t();
+    b = at;
+    c = c.t();
+  }
+  const Index m = c.rows;
+  const Index n = c.cols;
+  const Index k = a.cols;
+  assert(a.rows == m && b.rows == k && b.cols == n);
+  assert(m <= max_rows_ && n <= max_cols_ && k <= max_depth_);
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (Index j = 0; j < n; ++j) std::fill_n(c.data + j * c.stride, m, S(0));
+    return;
+  }
+  if constexpr (std::is_same_v<S, float>) {
+    if (own_kernel(m, n, k)) {
+      sgemm(a, b, c, ws_->a.data(), ws_->b.data());
+      return;
+    }
+  }
+  run_eigen(a, b, c);
+}
+
+template class Gemm<float>;
+template class Gemm<double>;
+
+namespace {
+
+/// A product site with its own workspace, for code outside the network (tests, benchmarks).
+template <class S>
+class GemmSite final : public GemmKernel<S> {
+ public:
+  GemmSite(Index max_rows, Index max_cols, Index max_depth, bool result_row_major)
+      : gemm_(max_rows, max_cols, max_depth, result_row_major, ws_) {}
+  void run(Operand<const S> a, Operand<const S> b, Operand<S> c) override { gemm_.run(a, b, c); }
+  Index kc() const override { return gemm_.kc(); }
+  Index mc() const override { return gemm_.mc(); }
+  Index nc() const override { return gemm_.nc(); }
+
+ private:
+  GemmWorkspace<S> ws_;
+  Gemm<S> gemm_;
+};
+
+}  // namespace
+
+template <class S>
+std::unique_ptr<GemmKernel<S>> make_gemm(Index max_rows, Index max_cols, Index max_depth, bool result_row_major) {
+  return std::make_unique<GemmSite<S>>(max_rows, max_cols, max_depth, result_row_major);
+}
+
+template std::unique_ptr<GemmKernel<float>> make_gemm<float>(Index, Index, Index, bool);
+template std::unique_ptr<GemmKernel<double>> make_gemm<double>(Index, Index, Index, bool);
+
+}  // namespace mdn::MDN_LEVEL

@@ -1,0 +1,180 @@
+// Instruction-set levels in one process: detection, the elementary functions that replace the C
+// library's, and the kernels' promise that a sample's result does not depend on where it sits.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "mdn/clip.hpp"
+#include "mdn/cpu.hpp"
+#include "mdn/detmath.hpp"
+#include "mdn/kernels.hpp"
+#include "mdn/mixture.hpp"
+#include "mdn/network.hpp"
+#include "support/levels.hpp"
+#include "support/reference.hpp"
+#include "support/test_seed.hpp"
+
+namespace mdn::test {
+namespace {
+
+TEST(Levels, NamesRoundTripAndTheBaselineIsAlwaysThere) {
+  for (CpuLevel l : {CpuLevel::x86_64, CpuLevel::x86_64_v3, CpuLevel::x86_64_v4})
+    EXPECT_EQ(parse_cpu_level(to_string(l)), l);
+  EXPECT_FALSE(parse_cpu_level("x86-64-v2").has_value());
+  EXPECT_FALSE(parse_cpu_level("native").has_value());
+  EXPECT_TRUE(is_built(CpuLevel::x86_64));
+  EXPECT_TRUE(cpu_supports(CpuLevel::x86_64));
+  EXPECT_EQ(built_levels().front(), CpuLevel::x86_64);
+}
+
+TEST(Levels, DetectionIsNestedAndAgreesWithTheCompiler) {
+  // Each level's instructions include the lower level's: support is monotone.
+  if (cpu_supports(CpuLevel::x86_64_v4)) {
+    EXPECT_TRUE(cpu_supports(CpuLevel::x86_64_v3));
+  }
+  EXPECT_TRUE(cpu_supports(cpu_best_level()));
+  EXPECT_TRUE(cpu_supports(best_built_level()));
+  EXPECT_LE(best_built_level(), cpu_best_level());
+  // An independent detection: GCC's own (libgcc's CPU model, which also checks the OS state).
+  __builtin_cpu_init();
+  const bool gcc_v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                      __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+                      __builtin_cpu_supports("avx") && __builtin_cpu_supports("sse4.2") &&
+                      __builtin_cpu_supports("popcnt");
+  const bool gcc_v4 = gcc_v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512vl");
+  EXPECT_EQ(cpu_supports(CpuLevel::x86_64_v3), gcc_v3) << cpu_model_name();
+  EXPECT_EQ(cpu_supports(CpuLevel::x86_64_v4), gcc_v4) << cpu_model_name();
+  EXPECT_FALSE(cpu_model_name().empty());
+}
+
+// ---- det:: against the C library in long double (an independent, more precise computation) ----
+
+double ulps(double got, long double want) {
+  const double w = static_cast<double>(want);
+  if (got == w) return 0;
+  const double ulp = std::nextafter(std::abs(w), std::numeric_limits<double>::infinity()) - std::abs(w);
+  return static_cast<double>(std::abs(static_cast<long double>(got) - want) / ulp);
+}
+
+TEST(DetMath, ExpLogCosPowAreAccurate) {
+  rng::Sequence r(seed(), rng::kTestData + 7);
+  double worst_exp = 0, worst_log = 0, worst_cos = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const double x = -700 + 1400 * r.uniform();
+    worst_exp = std::max(worst_exp, ulps(det::exp(x), std::exp(static_cast<long double>(x))));
+    const double y = std::ldexp(0.5 + r.uniform(), static_cast<int>(r.below(200)) - 100);
+    worst_log = std::max(worst_log, ulps(det::log(y), std::log(static_cast<long double>(y))));
+    const double z = 2 * M_PI * r.uniform();  // Box-Muller's range; the cosine schedule's is [0, pi]
+    // Near a zero of cos an ulp of the result is tiny: measure against the argument's scale.
+    const long double want = std::cos(static_cast<long double>(z));
+    const double err = static_cast<double>(std::abs(static_cast<long double>(det::cos(z)) - want));
+    worst_cos = std::max(worst_cos, err / std::numeric_limits<double>::epsilon());
+  }
+  std::printf("worst errors: exp %.2f ulp, log %.2f ulp, cos %.2f eps\n", worst_exp, worst_log, worst_cos);
+  EXPECT_LE(worst_exp, 2.0);
+  EXPECT_LE(worst_log, 2.0);
+  EXPECT_LE(worst_cos, 2.0);
+  EXPECT_EQ(det::exp(0.0), 1.0);
+  EXPECT_EQ(det::log(1.0), 0.0);
+  EXPECT_EQ(det::cos(0.0), 1.0);
+  EXPECT_EQ(det::log(0.0), -std::numeric_limits<double>::infinity());
+  EXPECT_TRUE(std::isnan(det::log(-1.0)));
+  EXPECT_EQ(det::pow(0.5, 0), 1.0);
+  EXPECT_EQ(det::pow(0.5, 10), std::ldexp(1.0, -10));
+  // Repeated squaring: each squaring doubles the relative error, so up to about t ulps.
+  for (std::int64_t t : {1, 7, 100, 12345, 100000})
+    EXPECT_LE(ulps(det::pow(0.999, t), std::pow(static_cast<long double>(0.999), static_cast<long double>(t))),
+              2.0 * static_cast<double>(t))
+        << t;
+}
+
+// ---- the kernels: a sample's result does not depend on its position ------------------------------
+
+class Position : public testing::TestWithParam<CpuLevel> {};
+
+TEST_P(Position, ASamplesNllIsTheSameWhereverItSitsInTheBatch) {
+  // Vectorised and scalar code round transcendental functions differently: if the last samples
+  // of a batch took another path (a scalar tail, or the C library), their NLL and gradient would
+  // depend on n and on their index. Every sample is computed alone and at every position of
+  // batches of every length up to 37, and must agree to the bit. (The matrix products are
+  // another matter: their blocking depends on the shapes; a micro-batch's composition is the same
+  // for any number of ranks, which is what exactness needs.)
+  const CpuLevel level = GetParam();
+  const int K = 4, L = 2, O = K * (1 + 2 * L);
+  const Index N = 37;
+  for (SigmaMode mode : {SigmaMode::softplus, SigmaMode::exp}) {
+    MixtureHead<float> head(level, K, L, mode, 1e-3, N);
+    const Mat<float> h = uniform_matrix<float>(N, O, -3, 3, seed(), 1);
+    const Mat<float> y = uniform_matrix<float>(L, N, -2, 2, seed(), 2);
+    std::vector<double> alone(N);
+    Mat<float> g_alone(N, O), d(N, O);
+    for (Index j = 0; j < N; ++j) {
+      Mat<float> d1(1, O);
+      head.nll_and_grad(h.row(j), y.col(j), d1, &alone[static_cast<std::size_t>(j)]);
+      g_alone.row(j) = d1;
+    }
+    std::vector<double> per(N);
+    for (Index n = 1; n <= N; ++n) {
+      for (Index first = 0; first + n <= N; first += std::max<Index>(1, n / 2)) {
+        auto dn = d.topRows(n);
+        head.nll_and_grad(h.middleRows(first, n), y.middleCols(first, n), dn, per.data());
+        for (Index j = 0; j < n; ++j) {
+          ASSERT_EQ(per[static_cast<std::size_t>(j)], alone[static_cast<std::size_t>(first + j)])
+              << "sample " << first + j << " at position " << j << " of " << n << ", " << to_string(mode);
+          ASSERT_EQ(dn.row(j), g_alone.row(first + j)) << "gradient of sample " << first + j << " at " << j;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(Position, AMixturesParametersAreTheSameWhereverItSits) {
+  const CpuLevel level = GetParam();
+  const int K = 3, L = 2;
+  const Index N = 29;
+  MixtureHead<double> head(level, K, L, SigmaMode::softplus, 1e-3, N);
+  const Mat<double> h = uniform_matrix<double>(N, K * (1 + 2 * L), -30, 30, seed(), 3);
+  Eigen::MatrixXd pi(N, K), mu(N, K * L), sigma(N, K * L);
+  head.parameters(h, pi, mu, sigma);
+  for (Index j = 0; j < N; ++j) {
+    Eigen::MatrixXd p1(1, K), m1(1, K * L), s1(1, K * L);
+    head.parameters(h.row(j), p1, m1, s1);
+    ASSERT_EQ(p1, pi.row(j)) << j;
+    ASSERT_EQ(s1, sigma.row(j)) << j;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, Position, testing::ValuesIn(runnable_levels()), level_param_name);
+
+TEST(Levels, EveryLevelComputesTheSameFunction) {
+  // Levels round differently (FMA, vector widths), but compute the same loss and gradient: in
+  // double, to 1e-12 of their size.
+  ModelSpec spec;
+  spec.input_dim = 2;
+  spec.output_dim = 2;
+  spec.components = 3;
+  spec.hidden = {24, 17};
+  const Index n = 41;
+  const Layout layout(spec);
+  Vec<double> params(layout.size());
+  initialize(params.data(), layout, seed());
+  const Mat<double> x = uniform_matrix<double>(2, n, -2, 2, seed(), 4);
+  const Mat<double> y = uniform_matrix<double>(2, n, -2, 2, seed(), 5);
+  Network<double> base(CpuLevel::x86_64, spec, n);
+  Vec<double> g0(layout.size());
+  const double f0 = base.loss_and_grad(params.data(), x, y, g0.data());
+  for (CpuLevel level : runnable_levels()) {
+    Network<double> net(level, spec, n);
+    Vec<double> g(layout.size());
+    const double f = net.loss_and_grad(params.data(), x, y, g.data());
+    EXPECT_NEAR(f, f0, 1e-12 * std::abs(f0)) << to_string(level);
+    EXPECT_LE((g - g0).cwiseAbs().maxCoeff(), 1e-12 * g0.cwiseAbs().maxCoeff()) << to_string(level);
+  }
+}
+
+}  // namespace
+}  // namespace mdn::test

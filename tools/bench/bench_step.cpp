@@ -1,0 +1,83 @@
+// One training step of the benchmark's models, part by part, in one process: where the time of
+// a step goes at each instruction-set level.
+//
+//   build/tools/bench_step [small|medium|large] [LEVEL...]
+//
+// Prints, per level, the median time of the forward and backward pass of one micro-batch, of the
+// forward pass alone, of the optimizer update, the gradient norm and the exact reduction's
+// quantisation, and the pass's GFLOP/s (training FLOPs: 2 x 3 x weights per sample).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "mdn/clip.hpp"
+#include "mdn/kernels.hpp"
+#include "mdn/network.hpp"
+#include "mdn/optimizer.hpp"
+
+using namespace mdn;
+
+int main(int argc, char** argv) {
+  const std::string which = argc > 1 ? argv[1] : "medium";
+  ModelSpec s;
+  Index n = 512;
+  if (which == "small") {
+    s.input_dim = 1, s.output_dim = 1, s.components = 5, s.hidden = {32, 32}, n = 256;
+  } else {
+    s.input_dim = 8, s.output_dim = 2, s.components = 5;
+    s.hidden = which == "large" ? std::vector<int>{1024, 1024, 1024} : std::vector<int>{256, 256, 256};
+  }
+  std::vector<CpuLevel> levels;
+  for (int i = 2; i < argc; ++i) {
+    const auto l = parse_cpu_level(argv[i]);
+    if (!l || !is_built(*l) || !cpu_supports(*l)) {
+      std::fprintf(stderr, "bench_step: level '%s' is not built or not supported here\n", argv[i]);
+      return 2;
+    }
+    levels.push_back(*l);
+  }
+  if (levels.empty())
+    for (CpuLevel l : built_levels())
+      if (cpu_supports(l)) levels.push_back(l);
+  double flops = 0;
+  for (int i = 0; i < s.layers(); ++i) flops += 6.0 * s.layer_in(i) * s.layer_out(i) * static_cast<double>(n);
+  std::printf("%s: D=%d L=%d K=%d hidden", which.c_str(), s.input_dim, s.output_dim, s.components);
+  for (int w : s.hidden) std::printf(" %d", w);
+  std::printf(", micro-batch %lld, %.1f MFLOP per pass; %s\n", static_cast<long long>(n), flops / 1e6,
+              cpu_model_name().c_str());
+  for (CpuLevel level : levels) {
+    Network<float> net(level, s, n);
+    const Layout& layout = net.layout();
+    Vec<float> p(layout.size()), g(layout.size());
+    initialize(p.data(), layout, 1);
+    const Mat<float> x = Mat<float>::Random(s.input_dim, n), y = Mat<float>::Random(s.output_dim, n);
+    Optimizer<float> opt(OptimizerSpec{}, layout, level);
+    const Kernels<float>& k = kernels<float>(level);
+    std::vector<std::int64_t> acc(static_cast<std::size_t>(layout.size()));
+    auto median_ms = [](auto f) {
+      for (int i = 0; i < 3; ++i) f();
+      std::vector<double> t;
+      for (int r = 0; r < 41; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        f();
+        t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::sort(t.begin(), t.end());
+      return t[t.size() / 2];
+    };
+    const double pass = median_ms([&] { net.loss_and_grad(p.data(), x, y, g.data()); });
+    const double fwd = median_ms([&] { net.loss(p.data(), x, y); });
+    const double adam = median_ms([&] { opt.step(p.data(), g.data(), 1e-12); });
+    const double norm = median_ms([&] { l2_norm(level, g.data(), g.size()); });
+    const double quant = median_ms([&] {
+      k.max_abs(g.data(), g.size());
+      k.quantize(g.data(), acc.data(), g.size(), 1024.0, true);
+      k.dequantize(acc.data(), g.data(), g.size(), 1.0 / 1024.0);
+    });
+    std::printf("%-10s forward+backward %7.3f ms (%6.1f GFLOP/s)  forward %7.3f ms  adam %6.3f ms  norm %6.3f ms  "
+                "quantise %6.3f ms\n",
+                to_string(level), pass, flops / pass / 1e6, fwd, adam, norm, quant);
+  }
+}
