@@ -38,12 +38,13 @@ std::vector<typename Optimizer<S>::State> Optimizer<S>::state() {
 }
 
 template <class S>
-void Optimizer<S>::step(S* params, const S* grad, double lr) {
+void Optimizer<S>::step(S* params, const S* grad, double lr, double grad_scale) {
   ++steps_;
   const Kernels<S>& k = kernels<S>(level_);
   const double wd = spec_.weight_decay;
   if (spec_.kind == OptimizerKind::sgd) {
-    SgdUpdate<S> u{static_cast<S>(lr), static_cast<S>(spec_.momentum), S(0), steps_ == 1, spec_.nesterov};
+    SgdUpdate<S> u{static_cast<S>(grad_scale), static_cast<S>(lr), static_cast<S>(spec_.momentum), S(0), steps_ == 1,
+                   spec_.nesterov};
     for (const Slot& slot : layout_->slots()) {
       u.decay = static_cast<S>(slot.decays ? wd : 0.0);
       k.sgd(params + slot.offset, grad + slot.offset, m_.size() == 0 ? nullptr : m_.data() + slot.offset, slot.size(), u);
@@ -53,6 +54,7 @@ void Optimizer<S>::step(S* params, const S* grad, double lr) {
   const double b1 = spec_.beta1;
   const double b2 = spec_.beta2;
   AdamUpdate<S> u{};
+  u.grad_scale = static_cast<S>(grad_scale);
   u.step_size = static_cast<S>(lr / (1.0 - det::pow(b1, steps_)));
   u.bias2_sqrt = static_cast<S>(std::sqrt(1.0 - det::pow(b2, steps_)));
   u.beta1 = static_cast<S>(b1);

@@ -38,6 +38,7 @@ GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max
   rows_.assign(loss_.size(), 0);
   if (mode == Reduction::exact) {
     held_.assign(loss_.size(), Vec<float>(n_));
+    held_ptrs_.assign(loss_.size(), nullptr);
     maxima_.assign(slots + 4, 0.0);
     acc_.assign(static_cast<std::size_t>(n_) + 2, 0);
     shift_.assign(slots + 1, 0);
@@ -90,7 +91,10 @@ GradientReducer::Result GradientReducer::reduce_fast(Index n_local, float* mean,
   r.loss_sum = fast_(n_);
   r.flags = {fast_(n_ + 2) > 0, fast_(n_ + 3) > 0};
   r.finite = fast_.head(n_ + 1).allFinite();  // identical on every rank: it is the reduced buffer
-  if (r.finite) Eigen::Map<Vec<float>>(mean, n_) = fast_.head(n_) * (1.0f / static_cast<float>(r.rows));
+  if (r.finite) {
+    Eigen::Map<Vec<float>>(mean, n_) = fast_.head(n_) * (1.0f / static_cast<float>(r.rows));
+    for (const Slot& slot : layout_.slots()) r.sum_squares += kernels_.sum_squares(mean + slot.offset, slot.size());
+  }
   return r;
 }
 
@@ -143,15 +147,17 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
                   true);
   }
 
-  // 3. Quantise and sum locally, then across ranks.
-  if (n_local == 0) std::fill(acc_.begin(), acc_.end(), 0);
+  // 3. Quantise and sum locally (every local micro-batch in one pass over each tensor), then
+  //    across ranks.
+  for (Index k = 0; k < n_local; ++k) held_ptrs_[static_cast<std::size_t>(k)] = held_[static_cast<std::size_t>(k)].data();
+  for (std::size_t s = 0; s < S; ++s)
+    kernels_.quantize(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset, acc_.data() + slots[s].offset,
+                      slots[s].size(), std::ldexp(1.0, shift_[s]));
+  acc_[static_cast<std::size_t>(n_)] = 0;
+  acc_[static_cast<std::size_t>(n_) + 1] = 0;
   for (Index k = 0; k < n_local; ++k) {
-    const float* g = held_[static_cast<std::size_t>(k)].data();
-    for (std::size_t s = 0; s < S; ++s)
-      kernels_.quantize(g + slots[s].offset, acc_.data() + slots[s].offset, slots[s].size(), std::ldexp(1.0, shift_[s]), k == 0);
-    const auto loss = static_cast<std::int64_t>(std::nearbyint(std::ldexp(loss_[static_cast<std::size_t>(k)], shift_[S])));
-    acc_[static_cast<std::size_t>(n_)] = (k == 0 ? 0 : acc_[static_cast<std::size_t>(n_)]) + loss;
-    acc_[static_cast<std::size_t>(n_) + 1] = (k == 0 ? 0 : acc_[static_cast<std::size_t>(n_) + 1]) + rows_[static_cast<std::size_t>(k)];
+    acc_[static_cast<std::size_t>(n_)] += std::llrint(std::ldexp(loss_[static_cast<std::size_t>(k)], shift_[S]));
+    acc_[static_cast<std::size_t>(n_) + 1] += rows_[static_cast<std::size_t>(k)];
   }
   {
     Stopwatch w(comm_seconds_);
@@ -164,8 +170,10 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
   // The division by the row count is one multiplication by quantum / rows (computed once per
   // tensor, in double): vector divisions would cost more than the rest of the reduction.
   const double rows = static_cast<double>(r.rows);
+  r.sum_squares = 0;
   for (std::size_t s = 0; s < S; ++s)
-    kernels_.dequantize(acc_.data() + slots[s].offset, mean + slots[s].offset, slots[s].size(), std::ldexp(1.0, -shift_[s]) / rows);
+    r.sum_squares += kernels_.dequantize(acc_.data() + slots[s].offset, mean + slots[s].offset, slots[s].size(),
+                                         std::ldexp(1.0, -shift_[s]) / rows);
   return r;
 }
 

@@ -161,10 +161,12 @@ Trainer::StepOutcome Trainer::train_step(Index batch) {
   out.loss = r.loss_sum / static_cast<double>(r.rows) + p_.norm.log_det_y();
   {
     Timer t(interval_.t_compute);
-    const ClipResult cr = clip(p_.cpu.level, grad_.data(), grad_.size(), c_.clip_spec());
+    // The norm comes from the reduction's pass; the norm clip's factor is applied by the
+    // optimizer as it reads the gradient.
+    const ClipResult cr = clip_by_value(p_.cpu.level, grad_.data(), grad_.size(), c_.clip_spec(), std::sqrt(r.sum_squares));
     clipped_ever_ |= cr.norm_clipped || cr.value_clipped;
     out.grad_norm = cr.norm;
-    optimizer_.step(params_.data(), grad_.data(), out.lr);
+    optimizer_.step(params_.data(), grad_.data(), out.lr, cr.scale);
   }
   out.applied = true;
   return out;

@@ -233,6 +233,39 @@ TEST(Clip, ValueThenNorm) {
   }
 }
 
+TEST(Clip, ScaleAppliedByTheOptimizerGivesTheSameUpdateAsClipping) {
+  // The trainer clips by norm through the optimizer (clip_by_value + step(..., scale)); the
+  // update must be the one of clip() followed by step(), to the bit, for every optimizer.
+  const Layout layout(tiny_spec());
+  for (CpuLevel level : test::runnable_levels()) {
+    for (OptimizerKind kind : {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw}) {
+      OptimizerSpec spec;
+      spec.kind = kind;
+      spec.momentum = kind == OptimizerKind::sgd ? 0.9 : 0.0;
+      spec.weight_decay = 0.01;
+      Optimizer<float> a(spec, layout, level), b(spec, layout, level);
+      Vec<float> pa(6), pb(6);
+      pa << 0.3f, -1.2f, 2.0f, 0.7f, -0.1f, 0.05f;
+      pb = pa;
+      ClipSpec clip_spec;
+      clip_spec.global_norm = 0.25;
+      for (int step = 0; step < 3; ++step) {
+        Vec<float> g(6);
+        g << 0.5f * (step + 1), -1.5f, 0.25f, 2.0f, -0.75f, 1.0f / (step + 1);
+        Vec<float> ga = g, gb = g;
+        const ClipResult ra = clip(level, ga.data(), 6, clip_spec);
+        a.step(pa.data(), ga.data(), 0.01);
+        const ClipResult rb = clip_by_value(level, gb.data(), 6, clip_spec, l2_norm(level, g.data(), 6));
+        b.step(pb.data(), gb.data(), 0.01, rb.scale);
+        EXPECT_TRUE(ra.norm_clipped && rb.norm_clipped);
+        EXPECT_EQ(ra.norm, rb.norm);
+      }
+      EXPECT_EQ(pa, pb) << to_string(kind) << " at " << to_string(level);
+      EXPECT_EQ(*a.state()[0].buffer, *b.state()[0].buffer);
+    }
+  }
+}
+
 TEST(Clip, NothingSetLeavesTheGradient) {
   for (CpuLevel level : test::runnable_levels()) {
     SCOPED_TRACE(test::level_name(level));

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "mdn/clip.hpp"
 #include "mdn/mpi_comm.hpp"
 #include "mdn/reducer.hpp"
 #include "mdn/random.hpp"
@@ -107,6 +108,14 @@ TEST(Reducer, ExactMeetsItsPrecisionBound) {
   }
   EXPECT_EQ(r.result.rows, rows);
   EXPECT_NEAR(r.result.loss_sum, static_cast<double>(loss), 1e-12);
+  // The sum of squares comes from the pass that wrote the mean: per tensor, as l2_norm computes it.
+  double sum_squares = 0;
+  for (const Slot& s : layout.slots()) {
+    const double n = l2_norm(best_built_level(), r.mean.data() + s.offset, s.size());
+    sum_squares += n * n;
+  }
+  EXPECT_NEAR(r.result.sum_squares, sum_squares, 1e-12 * sum_squares);
+  EXPECT_NEAR(r.result.sum_squares, r.mean.cast<double>().squaredNorm(), 1e-6 * sum_squares);
   for (const Slot& s : layout.slots()) {
     double a = 0;  // the largest micro-batch element of the slot
     for (const auto& g : all) a = std::max(a, static_cast<double>(g.segment(s.offset, s.size()).cwiseAbs().maxCoeff()));

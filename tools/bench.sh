@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The performance benchmark (README, "Performance"): installs what it needs (PyTorch and OpenBLAS
-# from the distribution), builds, and prints the table. Never a test: it measures, it does not judge.
+# The performance benchmark (README, "Performance"): installs what it needs (PyTorch, OpenBLAS, BLIS
+# and oneDNN from the distribution), builds, and prints the tables. Never a test: it measures, it does
+# not judge.
 #
-#   tools/bench.sh [--rounds N] [--quick]
+#   tools/bench.sh [--rounds N] [--quick] [--no-native]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tools/setup.sh build bench

@@ -18,7 +18,7 @@ pkgs_build=(g++ cmake make pkg-config
 pkgs_test=(python3 python3-h5py python3-numpy python3-xxhash python3-torch python3-matplotlib hdf5-tools
            slurm-wlm munge clang libclang-rt-dev qemu-user binutils)
 pkgs_demo=(python3 python3-h5py python3-numpy python3-matplotlib)
-pkgs_bench=(python3 python3-h5py python3-numpy python3-torch libopenblas0-openmp)
+pkgs_bench=(python3 python3-h5py python3-numpy python3-torch libopenblas0-openmp libblis4-serial libdnnl2)
 
 want=("${pkgs_build[@]}")
 for group in "$@"; do

@@ -86,6 +86,7 @@ class NetworkKernel {
 /// every factor is computed by the caller, in double, then rounded once to S.
 template <class S>
 struct SgdUpdate {
+  S grad_scale;  ///< the gradient's factor (the norm clip), 1 for none
   S lr;          ///< the step's learning rate
   S momentum;    ///< mu
   S decay;       ///< weight decay of this tensor (0 for biases)
@@ -94,6 +95,7 @@ struct SgdUpdate {
 };
 template <class S>
 struct AdamUpdate {
+  S grad_scale;  ///< the gradient's factor (the norm clip), 1 for none
   S step_size;   ///< lr / (1 - beta1^t)
   S bias2_sqrt;  ///< sqrt(1 - beta2^t)
   S beta1, one_minus_beta1, beta2, one_minus_beta2;
@@ -107,6 +109,10 @@ template <class S>
 struct Kernels {
   CpuLevel level;
   std::unique_ptr<GemmKernel<S>> (*gemm)(Index max_rows, Index max_cols, Index max_depth, bool result_row_major);
+  /// Eigen's GEMM kernel at this level with a fixed blocking, for every shape: the product mdn
+  /// used before its own kernel (benchmarks compare them).
+  std::unique_ptr<GemmKernel<S>> (*reference_gemm)(Index max_rows, Index max_cols, Index max_depth,
+                                                   bool result_row_major);
   std::unique_ptr<MixtureKernel<S>> (*mixture)(int components, int output_dim, SigmaMode mode, double sigma_min,
                                                Index max_n);
   std::unique_ptr<NetworkKernel<S>> (*network)(const ModelSpec& spec, Index max_n);
@@ -117,16 +123,20 @@ struct Kernels {
   bool (*clamp)(S* x, Index n, S limit);
   /// x *= factor.
   void (*scale)(S* x, Index n, S factor);
-  /// SGD: p, the gradient g and the momentum buffer v (null without momentum).
+  /// SGD: p, the gradient g (multiplied by grad_scale as it is read, when that is not 1) and the
+  /// momentum buffer v (null without momentum).
   void (*sgd)(S* p, const S* g, S* v, Index n, const SgdUpdate<S>& u);
   /// Adam and AdamW: p, g and the moment buffers m and v.
   void (*adam)(S* p, const S* g, S* m, S* v, Index n, const AdamUpdate<S>& u);
   /// Largest |x| of n elements; NaN or infinity when one is not finite.
   double (*max_abs)(const S* x, Index n);
-  /// acc[i] (+)= round(x[i] * scale) (first: =), scale a power of two; exact for |x scale| < 2^63.
-  void (*quantize)(const S* x, std::int64_t* acc, Index n, double scale, bool first);
-  /// out[i] = acc[i] * factor, rounded once to S.
-  void (*dequantize)(const std::int64_t* acc, S* out, Index n, double factor);
+  /// acc[i] = sum over the `count` buffers x[c] of round(x[c][offset + i] * scale), scale a power
+  /// of two: every term exact for |x scale| < 2^63, the sum of integers in any order. One pass
+  /// over the buffers, however many there are.
+  void (*quantize)(const S* const* x, int count, Index offset, std::int64_t* acc, Index n, double scale);
+  /// out[i] = acc[i] * factor, rounded once to S; returns the sum of the squares of out
+  /// (sum_squares' blocking, counted from out[0]) from the same pass.
+  double (*dequantize)(const std::int64_t* acc, S* out, Index n, double factor);
 };
 
 /// The kernels of `level` for S. The level must be built and supported by this CPU (checked:

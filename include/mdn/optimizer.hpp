@@ -41,8 +41,9 @@ class Optimizer {
   /// The updates run in the kernels of `level` (kernels.hpp).
   Optimizer(const OptimizerSpec& spec, const Layout& layout, CpuLevel level);
 
-  /// One update of params (layout().size() elements) with gradient grad and learning rate lr.
-  void step(S* params, const S* grad, double lr);
+  /// One update of params (layout().size() elements) with gradient grad_scale * grad (rounded
+  /// to S element by element; grad_scale 1: grad itself) and learning rate lr.
+  void step(S* params, const S* grad, double lr, double grad_scale = 1.0);
 
   std::int64_t steps() const { return steps_; }
   void set_steps(std::int64_t t) { steps_ = t; }

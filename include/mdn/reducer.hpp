@@ -52,6 +52,9 @@ class GradientReducer {
     Flags flags;            ///< the OR over ranks of the requests
     double loss_sum = 0;    ///< summed NLL over the step's rows (normalised units)
     std::int64_t rows = 0;  ///< the step's rows over all ranks
+    /// Sum of the squares of the mean gradient, from the pass that wrote it: per tensor (layout
+    /// slot) in blocks of 256 summed in float, the blocks and the tensors in double, in order.
+    double sum_squares = 0;
   };
 
   /// Reduces the n_local recorded micro-batches of this step (the step has micro_total
@@ -76,6 +79,7 @@ class GradientReducer {
   const Kernels<float>& kernels_;
   Index n_;  // parameters
   std::vector<Vec<float>> held_;        // exact: one gradient per local micro-batch; fast: [scratch]
+  std::vector<const float*> held_ptrs_; // exact: the step's local gradients, for the quantisation
   std::vector<double> loss_;            // per local micro-batch
   std::vector<Index> rows_;             // per local micro-batch
   std::vector<double> maxima_;          // slots..., loss, non-finite, stop, checkpoint flags

@@ -14,10 +14,14 @@
 // where the element sits (edge tiles are computed in the same register tile on zero-padded
 // panels). No product writes C twice, and nothing is allocated per call.
 //
-// The blocking constants are fixed per level (never derived from the cache sizes a CPU reports):
-//   x86-64-v4 (32 zmm registers):  MR = 48 (3 x 16), NR = 8: 24 accumulators
-//   x86-64-v3 (16 ymm registers):  MR = 24 (3 x 8),  NR = 4: 12 accumulators
-//   x86-64    (16 xmm registers):  MR = 12 (3 x 4),  NR = 4: 12 accumulators, multiply then add
+// The blocking constants are fixed per level (never derived from the cache sizes a CPU reports),
+// chosen by measurement (tools/bench/bench_step, alternating builds) among tiles that fill the
+// registers:
+//   x86-64-v4 (32 zmm registers):  MR = 32 (2 x 16), NR = 14: 28 accumulators
+//   x86-64-v3 (16 ymm registers):  MR = 16 (2 x 8),  NR = 6:  12 accumulators
+//   x86-64    (16 xmm registers):  MR = 16 (4 x 4),  NR = 3:  12 accumulators, multiply then add
+// (48 x 8 and 64 x 6 tiles were within a few percent on v4; the 32-row tile also divides the
+// usual layer widths, so no rows are computed for nothing.)
 // Products too small to fill one tile in some dimension, and double products (used in tests),
 // run Eigen's GEMM kernel instead, with its blocking computed once from fixed reference cache
 // sizes and packing buffers the site owns.
@@ -37,17 +41,13 @@ namespace {
 using PF = Packet<float>;
 constexpr Index W = kPacket<float>;
 #if defined(__AVX512F__)
-#ifndef MDN_TRY_MV
-#define MDN_TRY_MV 3
-#define MDN_TRY_NR 8
-#endif
-constexpr int kMV = MDN_TRY_MV, kNR = MDN_TRY_NR;
+constexpr int kMV = 2, kNR = 14;
 constexpr Index kKC = 384, kMC = 192;
 #elif defined(__AVX2__)
-constexpr int kMV = 3, kNR = 4;
+constexpr int kMV = 2, kNR = 6;
 constexpr Index kKC = 256, kMC = 96;
 #else
-constexpr int kMV = 3, kNR = 4;
+constexpr int kMV = 4, kNR = 3;
 constexpr Index kKC = 256, kMC = 96;
 #endif
 constexpr Index kMR = kMV * W;
@@ -60,8 +60,18 @@ Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
 /// The register tile: C (MR x NR, column-major, leading dimension ldc) = (accumulate ? C : 0)
 /// + A (MR x kc) * B (kc x NR), where step k of A is MR adjacent values at ap + k * a_step and
 /// step k of B is NR adjacent values at bp + k * b_step (packed panels: MR and NR).
+template <Act A>
+inline PF activate(const PF& x) {
+  if constexpr (A == Act::tanh) return ptanh(x);
+  else if constexpr (A == Act::relu) return ei::pmax(x, ei::pzero(x));
+  else return x;
+}
+
+/// ... with `last` (the final depth block): C = act(C + row_bias + col_bias) in the same pass;
+/// row_bias holds the tile's MR rows, col_bias its NR columns (either may be null).
+template <Act A>
 void tile(Index kc, const float* __restrict ap, Index a_step, const float* __restrict bp, Index b_step, float* c,
-          Index ldc, bool accumulate) {
+          Index ldc, bool accumulate, bool last, const float* row_bias, const float* col_bias) {
   PF acc[kNR][kMV];
   if (accumulate) {
     for (int j = 0; j < kNR; ++j)
@@ -84,18 +94,40 @@ void tile(Index kc, const float* __restrict ap, Index a_step, const float* __res
     ap += a_step;
     bp += b_step;
   }
+  if (last && (row_bias != nullptr || col_bias != nullptr || A != Act::none)) {
+    PF rb[kMV];
+    for (int v = 0; v < kMV; ++v) rb[v] = row_bias != nullptr ? ei::ploadu<PF>(row_bias + v * W) : ei::pzero(rb[0]);
+    for (int j = 0; j < kNR; ++j) {
+      const PF cb = ei::pset1<PF>(col_bias != nullptr ? col_bias[j] : 0.0f);
+      for (int v = 0; v < kMV; ++v) {
+        PF x = acc[j][v];
+        if (row_bias != nullptr) x = ei::padd(x, rb[v]);
+        if (col_bias != nullptr) x = ei::padd(x, cb);
+        acc[j][v] = activate<A>(x);
+      }
+    }
+  }
   for (int j = 0; j < kNR; ++j)
     for (int v = 0; v < kMV; ++v) ei::pstoreu(c + j * ldc + v * W, acc[j][v]);
 }
 
-// Transposes of square blocks: dst[i * dst_stride + j] = src[j * src_stride + i], i.e. rows of
-// dst from columns of src. 8 x 8 with AVX registers where the level has them, 4 x 4 with SSE.
+// Transposes of square blocks: dst[i * ds + j] = src[j * ss + i], i.e. rows of dst from columns
+// of src: 8 x 8 in AVX registers where the level has them, 4 x 4 in SSE registers everywhere.
+inline void transpose4(const float* src, Index ss, float* dst, Index ds) {
+  __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + ss), r2 = _mm_loadu_ps(src + 2 * ss),
+         r3 = _mm_loadu_ps(src + 3 * ss);
+  _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+  _mm_storeu_ps(dst, r0);
+  _mm_storeu_ps(dst + ds, r1);
+  _mm_storeu_ps(dst + 2 * ds, r2);
+  _mm_storeu_ps(dst + 3 * ds, r3);
+}
 #if defined(__AVX__)
-constexpr Index kT = 8;
-inline void transpose_block(const float* src, Index ss, float* dst, Index ds) {
-  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss),
-         r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss), r5 = _mm256_loadu_ps(src + 5 * ss),
-         r6 = _mm256_loadu_ps(src + 6 * ss), r7 = _mm256_loadu_ps(src + 7 * ss);
+inline void transpose8(const float* src, Index ss, float* dst, Index ds) {
+  const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss),
+               r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss),
+               r5 = _mm256_loadu_ps(src + 5 * ss), r6 = _mm256_loadu_ps(src + 6 * ss),
+               r7 = _mm256_loadu_ps(src + 7 * ss);
   const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
                t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
                t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
@@ -112,18 +144,18 @@ inline void transpose_block(const float* src, Index ss, float* dst, Index ds) {
   _mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
   _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
-inline void copy_vector(const float* src, float* dst) { _mm256_storeu_ps(dst, _mm256_loadu_ps(src)); }
+/// Copies n floats (short runs: memcpy would go through `rep movs`, whose start-up costs more).
+inline void copy_run(const float* src, float* dst, Index n) {
+  Index i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
 #else
-constexpr Index kT = 4;
-inline void copy_vector(const float* src, float* dst) { _mm_storeu_ps(dst, _mm_loadu_ps(src)); }
-inline void transpose_block(const float* src, Index ss, float* dst, Index ds) {
-  __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + ss), r2 = _mm_loadu_ps(src + 2 * ss),
-         r3 = _mm_loadu_ps(src + 3 * ss);
-  _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-  _mm_storeu_ps(dst, r0);
-  _mm_storeu_ps(dst + ds, r1);
-  _mm_storeu_ps(dst + 2 * ds, r2);
-  _mm_storeu_ps(dst + 3 * ds, r3);
+inline void copy_run(const float* src, float* dst, Index n) {
+  Index i = 0;
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
 }
 #endif
 
@@ -134,49 +166,53 @@ inline void transpose_block(const float* src, Index ss, float* dst, Index ds) {
 void pack_panel(const float* x, Index stride, bool along_rows, Index first, Index count, Index p0, Index kc,
                 Index width, float* dst) {
   if (along_rows) {  // x(r, k) at x[k * stride + r]: each step copies `count` adjacent values
-    if (count == width && width % kT == 0) {
-      // A full panel, in vector registers (memcpy of a few hundred bytes would go through
-      // `rep movs`, whose start-up costs more than the copy).
-      for (Index k = 0; k < kc; ++k) {
-        const float* src = x + (p0 + k) * stride + first;
-        float* out = dst + k * width;
-        for (Index i = 0; i < width; i += kT) copy_vector(src + i, out + i);
-      }
-      return;
-    }
     for (Index k = 0; k < kc; ++k) {
-      const float* src = x + (p0 + k) * stride + first;
       float* out = dst + k * width;
-      for (Index i = 0; i < count; ++i) out[i] = src[i];
+      copy_run(x + (p0 + k) * stride + first, out, count);
       for (Index i = count; i < width; ++i) out[i] = 0.0f;
     }
     return;
   }
-  // x(r, k) at x[r * stride + k]: transpose square blocks, then the edges one by one.
-  const Index r4 = count / kT * kT, k4 = kc / kT * kT;
-  for (Index r = 0; r < r4; r += kT) {
+  // x(r, k) at x[r * stride + k]: transpose square blocks of rows (8, then 4), then the rest.
+  Index r = 0;
+#if defined(__AVX__)
+  for (; r + 8 <= count; r += 8) {
     const float* src = x + (first + r) * stride + p0;
-    for (Index k = 0; k < k4; k += kT) transpose_block(src + k, stride, dst + k * width + r, width);
-    for (Index k = k4; k < kc; ++k)
-      for (Index i = 0; i < kT; ++i) dst[k * width + r + i] = src[i * stride + k];
+    Index k = 0;
+    for (; k + 8 <= kc; k += 8) transpose8(src + k, stride, dst + k * width + r, width);
+    for (; k < kc; ++k)
+      for (Index i = 0; i < 8; ++i) dst[k * width + r + i] = src[i * stride + k];
   }
-  for (Index r = r4; r < count; ++r)
+#endif
+  for (; r + 4 <= count; r += 4) {
+    const float* src = x + (first + r) * stride + p0;
+    Index k = 0;
+    for (; k + 4 <= kc; k += 4) transpose4(src + k, stride, dst + k * width + r, width);
+    for (; k < kc; ++k)
+      for (Index i = 0; i < 4; ++i) dst[k * width + r + i] = src[i * stride + k];
+  }
+  for (; r < count; ++r)
     for (Index k = 0; k < kc; ++k) dst[k * width + r] = x[(first + r) * stride + p0 + k];
-  for (Index k = 0; k < kc; ++k) std::fill(dst + k * width + count, dst + (k + 1) * width, 0.0f);
+  if (count < width)
+    for (Index k = 0; k < kc; ++k) std::fill(dst + k * width + count, dst + (k + 1) * width, 0.0f);
 }
 
 /// C (m x n, column-major) = A (m x k) B (k x n) with mdn's kernel; ap and bp hold the packed
 /// panels (sizes from packed_*_size()). (Reading column-major A or row-major B in place instead
 /// of packing them was measured: no faster on the medium model, 40% slower on the large one.)
+template <Act A>
 void sgemm(const Operand<const float>& a, const Operand<const float>& b, const Operand<float>& c, float* ap,
-           float* bp) {
+           float* bp, const Epilogue<float>& ep) {
   const Index m = c.rows, n = c.cols, K = a.cols;
   alignas(64) float edge[kMR * kNR];
+  alignas(64) float edge_rows[kMR];  // the row bias of an edge tile, zero-padded
+  alignas(64) float edge_cols[kNR];  // the column bias of an edge tile, zero-padded
   for (Index jc = 0; jc < n; jc += kNC) {
     const Index nc = std::min(kNC, n - jc);
     for (Index pc = 0; pc < K; pc += kKC) {
       const Index kc = std::min(kKC, K - pc);
       const bool accumulate = pc > 0;
+      const bool last = pc + kc == K;
       // B's block: panels of NR columns. B(k, j) is adjacent to B(k, j + 1) when B is row-major.
       for (Index jp = 0; jp < nc; jp += kNR)
         pack_panel(b.data, b.stride, b.row_major, jc + jp, std::min<Index>(kNR, nc - jp), pc, kc, kNR, bp + jp * kc);
@@ -190,15 +226,27 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
           for (Index ir = 0; ir < mc; ir += kMR) {
             const Index rows = std::min<Index>(kMR, mc - ir);
             float* cp = c.data + (jc + jr) * c.stride + ic + ir;
+            const float* rb = ep.row_bias != nullptr ? ep.row_bias + ic + ir : nullptr;
+            const float* cb = ep.col_bias != nullptr ? ep.col_bias + jc + jr : nullptr;
             if (rows == kMR && cols == kNR) {
-              tile(kc, ap + ir * kc, kMR, bp + jr * kc, kNR, cp, c.stride, accumulate);
+              tile<A>(kc, ap + ir * kc, kMR, bp + jr * kc, kNR, cp, c.stride, accumulate, last, rb, cb);
               continue;
             }
-            // An edge tile: the same register tile, through a buffer.
+            // An edge tile: the same register tile, through a buffer (and padded biases).
             if (accumulate)
               for (Index j = 0; j < cols; ++j)
                 for (Index i = 0; i < rows; ++i) edge[j * kMR + i] = cp[j * c.stride + i];
-            tile(kc, ap + ir * kc, kMR, bp + jr * kc, kNR, edge, kMR, accumulate);
+            if (rb != nullptr) {
+              std::fill(edge_rows, edge_rows + kMR, 0.0f);
+              std::copy(rb, rb + rows, edge_rows);
+              rb = edge_rows;
+            }
+            if (cb != nullptr) {
+              std::fill(edge_cols, edge_cols + kNR, 0.0f);
+              std::copy(cb, cb + cols, edge_cols);
+              cb = edge_cols;
+            }
+            tile<A>(kc, ap + ir * kc, kMR, bp + jr * kc, kNR, edge, kMR, accumulate, last, rb, cb);
             for (Index j = 0; j < cols; ++j)
               for (Index i = 0; i < rows; ++i) cp[j * c.stride + i] = edge[j * kMR + i];
           }
@@ -245,9 +293,11 @@ void eigen_kernel(Index m, Index n, Index k, const Operand<const S>& a, const Op
 }  // namespace
 
 template <class S>
-Gemm<S>::Gemm(Index max_rows, Index max_cols, Index max_depth, bool result_row_major, GemmWorkspace<S>& ws)
+Gemm<S>::Gemm(Index max_rows, Index max_cols, Index max_depth, bool result_row_major, GemmWorkspace<S>& ws,
+              bool eigen_only)
     : ws_(&ws),
       result_row_major_(result_row_major),
+      eigen_only_(eigen_only),
       max_rows_(result_row_major ? max_cols : max_rows),
       max_cols_(result_row_major ? max_rows : max_cols),
       max_depth_(max_depth) {
@@ -281,14 +331,61 @@ void Gemm<S>::run_eigen(const Operand<const S>& a, const Operand<const S>& b, co
   }
 }
 
+namespace {
+
+/// The epilogue as a pass of its own over C (m x n, column-major), after a product that did not
+/// apply it: whole packets down each column, the column's tail through a packet buffer, the same
+/// instructions as the register tile's.
+template <class S, Act A>
+void epilogue_pass(const Epilogue<S>& ep, const Operand<S>& c) {
+  using PS = Packet<S>;
+  constexpr Index P = kPacket<S>;
+  const auto f = [&](PS x, const S* rb, S cb) {
+    if (rb != nullptr) x = ei::padd(x, ei::ploadu<PS>(rb));
+    if (ep.col_bias != nullptr) x = ei::padd(x, ei::pset1<PS>(cb));
+    if constexpr (A == Act::tanh) return ptanh(x);
+    else if constexpr (A == Act::relu) return ei::pmax(x, ei::pzero(x));
+    else return x;
+  };
+  const Index whole = c.rows / P * P;
+  for (Index j = 0; j < c.cols; ++j) {
+    S* col = c.data + j * c.stride;
+    const S cb = ep.col_bias != nullptr ? ep.col_bias[j] : S(0);
+    for (Index i = 0; i < whole; i += P)
+      ei::pstoreu(col + i, f(ei::ploadu<PS>(col + i), ep.row_bias != nullptr ? ep.row_bias + i : nullptr, cb));
+    if (whole < c.rows) {
+      alignas(64) S buf[P] = {};
+      alignas(64) S bias[P] = {};
+      const Index tail = c.rows - whole;
+      std::copy(col + whole, col + c.rows, buf);
+      if (ep.row_bias != nullptr) std::copy(ep.row_bias + whole, ep.row_bias + c.rows, bias);
+      ei::pstore(buf, f(ei::pload<PS>(buf), ep.row_bias != nullptr ? bias : nullptr, cb));
+      std::copy(buf, buf + tail, col + whole);
+    }
+  }
+}
+
 template <class S>
-void Gemm<S>::run(Operand<const S> a, Operand<const S> b, Operand<S> c) const {
+void apply_epilogue(const Epilogue<S>& ep, const Operand<S>& c) {
+  switch (ep.activation) {
+    case Act::none: epilogue_pass<S, Act::none>(ep, c); break;
+    case Act::tanh: epilogue_pass<S, Act::tanh>(ep, c); break;
+    case Act::relu: epilogue_pass<S, Act::relu>(ep, c); break;
+  }
+}
+
+}  // namespace
+
+template <class S>
+void Gemm<S>::run(Operand<const S> a, Operand<const S> b, Operand<S> c, const Epilogue<S>& epilogue) const {
   assert(c.row_major == result_row_major_);
+  Epilogue<S> ep = epilogue;
   if (c.row_major) {  // C = A B  <=>  C^T = B^T A^T, with C^T column-major
     const Operand<const S> at = a.t();
     a = b.t();
     b = at;
     c = c.t();
+    std::swap(ep.row_bias, ep.col_bias);
   }
   const Index m = c.rows;
   const Index n = c.cols;
@@ -296,17 +393,22 @@ void Gemm<S>::run(Operand<const S> a, Operand<const S> b, Operand<S> c) const {
   assert(a.rows == m && b.rows == k && b.cols == n);
   assert(m <= max_rows_ && n <= max_cols_ && k <= max_depth_);
   if (m == 0 || n == 0) return;
-  if (k == 0) {
-    for (Index j = 0; j < n; ++j) std::fill_n(c.data + j * c.stride, m, S(0));
-    return;
-  }
   if constexpr (std::is_same_v<S, float>) {
-    if (own_kernel(m, n, k)) {
-      sgemm(a, b, c, ws_->a.data(), ws_->b.data());
+    if (!eigen_only_ && own_kernel(m, n, k)) {
+      switch (ep.activation) {
+        case Act::none: sgemm<Act::none>(a, b, c, ws_->a.data(), ws_->b.data(), ep); break;
+        case Act::tanh: sgemm<Act::tanh>(a, b, c, ws_->a.data(), ws_->b.data(), ep); break;
+        case Act::relu: sgemm<Act::relu>(a, b, c, ws_->a.data(), ws_->b.data(), ep); break;
+      }
       return;
     }
   }
-  run_eigen(a, b, c);
+  if (k == 0) {
+    for (Index j = 0; j < n; ++j) std::fill_n(c.data + j * c.stride, m, S(0));
+  } else {
+    run_eigen(a, b, c);
+  }
+  if (ep.any()) apply_epilogue(ep, c);
 }
 
 template class Gemm<float>;
@@ -318,8 +420,8 @@ namespace {
 template <class S>
 class GemmSite final : public GemmKernel<S> {
  public:
-  GemmSite(Index max_rows, Index max_cols, Index max_depth, bool result_row_major)
-      : gemm_(max_rows, max_cols, max_depth, result_row_major, ws_) {}
+  GemmSite(Index max_rows, Index max_cols, Index max_depth, bool result_row_major, bool eigen_only)
+      : gemm_(max_rows, max_cols, max_depth, result_row_major, ws_, eigen_only) {}
   void run(Operand<const S> a, Operand<const S> b, Operand<S> c) override { gemm_.run(a, b, c); }
   Index kc() const override { return gemm_.kc(); }
   Index mc() const override { return gemm_.mc(); }
@@ -334,10 +436,17 @@ class GemmSite final : public GemmKernel<S> {
 
 template <class S>
 std::unique_ptr<GemmKernel<S>> make_gemm(Index max_rows, Index max_cols, Index max_depth, bool result_row_major) {
-  return std::make_unique<GemmSite<S>>(max_rows, max_cols, max_depth, result_row_major);
+  return std::make_unique<GemmSite<S>>(max_rows, max_cols, max_depth, result_row_major, false);
+}
+template <class S>
+std::unique_ptr<GemmKernel<S>> make_reference_gemm(Index max_rows, Index max_cols, Index max_depth,
+                                                   bool result_row_major) {
+  return std::make_unique<GemmSite<S>>(max_rows, max_cols, max_depth, result_row_major, true);
 }
 
 template std::unique_ptr<GemmKernel<float>> make_gemm<float>(Index, Index, Index, bool);
 template std::unique_ptr<GemmKernel<double>> make_gemm<double>(Index, Index, Index, bool);
+template std::unique_ptr<GemmKernel<float>> make_reference_gemm<float>(Index, Index, Index, bool);
+template std::unique_ptr<GemmKernel<double>> make_reference_gemm<double>(Index, Index, Index, bool);
 
 }  // namespace mdn::MDN_LEVEL

@@ -100,13 +100,26 @@ struct GemmWorkspace {
   std::vector<S, Eigen::aligned_allocator<S>> b;
 };
 
+/// What a product does to C after the sum, in the same pass: add a bias per row or per column,
+/// then an activation (the forward pass of a layer).
+enum class Act { none, tanh, relu };
+template <class S>
+struct Epilogue {
+  const S* row_bias = nullptr;  ///< (rows of C), or none
+  const S* col_bias = nullptr;  ///< (columns of C), or none
+  Act activation = Act::none;
+  bool any() const { return row_bias != nullptr || col_bias != nullptr || activation != Act::none; }
+};
+
 /// One product site: C = A B with fixed maximum shapes (gemm.cpp). Float products large enough
 /// to fill the register tile run mdn's own kernel; the others (and double) Eigen's.
 template <class S>
 class Gemm {
  public:
-  Gemm(Index max_rows, Index max_cols, Index max_depth, bool result_row_major, GemmWorkspace<S>& ws);
-  void run(Operand<const S> a, Operand<const S> b, Operand<S> c) const;
+  /// eigen_only: Eigen's kernel for every shape (the reference product of benchmarks).
+  Gemm(Index max_rows, Index max_cols, Index max_depth, bool result_row_major, GemmWorkspace<S>& ws,
+       bool eigen_only = false);
+  void run(Operand<const S> a, Operand<const S> b, Operand<S> c, const Epilogue<S>& epilogue = {}) const;
   Index kc() const { return kc_; }
   Index mc() const { return mc_; }
   Index nc() const { return nc_; }
@@ -116,6 +129,7 @@ class Gemm {
 
   GemmWorkspace<S>* ws_;
   bool result_row_major_;
+  bool eigen_only_;
   Index max_rows_, max_cols_, max_depth_;  // of the column-major problem
   Index kc_ = 0, mc_ = 0, nc_ = 0;         // Eigen's blocking
 };

@@ -16,26 +16,6 @@ namespace {
 template <class S>
 using Mat = mdn::Mat<S>;
 
-/// a(:, j) = f(a(:, j) + b) for the n columns of a (rows x n, leading dimension ld): one pass,
-/// whole packets down each column and the column's tail through a packet buffer.
-template <class S, class F>
-void bias_activation(S* a, Index rows, Index ld, Index n, const S* b, F f) {
-  using PS = Packet<S>;
-  constexpr Index P = kPacket<S>;
-  const Index whole = rows / P * P;
-  for (Index j = 0; j < n; ++j) {
-    S* col = a + j * ld;
-    for (Index i = 0; i < whole; i += P)
-      ei::pstoreu(col + i, f(ei::padd(ei::ploadu<PS>(col + i), ei::ploadu<PS>(b + i))));
-    if (whole < rows) {
-      alignas(64) S buf[P] = {};
-      for (Index i = whole; i < rows; ++i) buf[i - whole] = col[i] + b[i];
-      ei::pstore(buf, f(ei::pload<PS>(buf)));
-      std::copy(buf, buf + (rows - whole), col + whole);
-    }
-  }
-}
-
 template <class S>
 class NetworkImpl final : public NetworkKernel<S> {
  public:
@@ -112,20 +92,18 @@ Operand<const S> NetworkImpl<S>::forward(const S* params, const S* x, Index ld_x
   for (int i = 0; i < hidden; ++i) {
     const auto layer = layer_view(params, layout_, i);
     Mat<S>& a = act_[static_cast<std::size_t>(i)];  // (w_i, n) of (w_i, max_n)
+    // A_i = act(W_i A_{i-1} + b_i): the bias and the activation in the product's last pass.
+    Epilogue<S> ep;
+    ep.row_bias = layer.b.data();
+    ep.activation = spec_.activation == Activation::tanh ? Act::tanh : Act::relu;
     fwd_[static_cast<std::size_t>(i)].run({layer.W.data(), layer.W.rows(), layer.W.cols(), layer.W.cols(), true},
-                                          input_of(i, x, ld_x, n), {a.data(), a.rows(), n, a.rows(), false});
-    if (spec_.activation == Activation::tanh) {
-      bias_activation(a.data(), a.rows(), a.rows(), n, layer.b.data(), [](const Packet<S>& v) { return ptanh(v); });
-    } else {
-      bias_activation(a.data(), a.rows(), a.rows(), n, layer.b.data(),
-                      [](const Packet<S>& v) { return ei::pmax(v, ei::pzero(v)); });
-    }
+                                          input_of(i, x, ld_x, n), {a.data(), a.rows(), n, a.rows(), false}, ep);
   }
   const auto out = layer_view(params, layout_, hidden);
   const Operand<const S> w{out.W.data(), out.W.rows(), out.W.cols(), out.W.cols(), true};  // (O, in)
-  fwd_.back().run(input_of(hidden, x, ld_x, n).t(), w.t(), {head_.data(), n, head_.cols(), head_.rows(), false});
-  auto head = head_.topRows(n);  // (n, O)
-  head.rowwise() += out.b.transpose();
+  Epilogue<S> ep;  // head (n, O) = A^T W^T + b^T: a bias per column
+  ep.col_bias = out.b.data();
+  fwd_.back().run(input_of(hidden, x, ld_x, n).t(), w.t(), {head_.data(), n, head_.cols(), head_.rows(), false}, ep);
   return {head_.data(), n, head_.cols(), head_.rows(), false};
 }
 

@@ -6,8 +6,11 @@
 // packets in a fixed order, so their result depends on the level only.
 #include "level.hpp"
 
+#include <immintrin.h>
+
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 namespace mdn::MDN_LEVEL {
 
@@ -52,12 +55,16 @@ void scale(S* x, Index n, S factor) {
 
 template <class S>
 void sgd(S* p, const S* g0, S* v, Index n, const SgdUpdate<S>& u) {
+  const bool scaled = u.grad_scale != S(1);
   if (v == nullptr) {
-    for (Index i = 0; i < n; ++i) p[i] -= u.lr * (g0[i] + u.decay * p[i]);
+    for (Index i = 0; i < n; ++i) {
+      const S g = scaled ? g0[i] * u.grad_scale : g0[i];
+      p[i] -= u.lr * (g + u.decay * p[i]);
+    }
     return;
   }
   for (Index i = 0; i < n; ++i) {
-    const S g = g0[i] + u.decay * p[i];
+    const S g = (scaled ? g0[i] * u.grad_scale : g0[i]) + u.decay * p[i];
     v[i] = u.first ? g : u.momentum * v[i] + g;
     p[i] -= u.nesterov ? u.lr * (g + u.momentum * v[i]) : u.lr * v[i];
   }
@@ -65,9 +72,10 @@ void sgd(S* p, const S* g0, S* v, Index n, const SgdUpdate<S>& u) {
 
 template <class S>
 void adam(S* p, const S* g0, S* m, S* v, Index n, const AdamUpdate<S>& u) {
+  const bool scaled = u.grad_scale != S(1);
   for (Index i = 0; i < n; ++i) {
     const S q = p[i] * u.shrink;
-    const S g = g0[i] + u.l2 * q;
+    const S g = (scaled ? g0[i] * u.grad_scale : g0[i]) + u.l2 * q;
     m[i] = u.beta1 * m[i] + u.one_minus_beta1 * g;
     v[i] = u.beta2 * v[i] + u.one_minus_beta2 * (g * g);
     p[i] = q - u.step_size * m[i] / (std::sqrt(v[i]) / u.bias2_sqrt + u.eps);
@@ -96,26 +104,50 @@ double max_abs(const S* x, Index n) {
 }
 
 // Rounding to the nearest integer (ties to even: the default rounding mode, which mdn never
-// changes) with one conversion instruction: std::llrint is inlined as cvtsd2si (vcvtpd2qq where
-// AVX-512 DQ vectorises it), exact for every |value| < 2^63, which the quantum guarantees.
+// changes) with one conversion instruction, exact for every |value| < 2^63, which the quantum
+// guarantees: std::llrint is inlined as cvtsd2si; with AVX-512 DQ eight at a time (vcvtpd2qq).
 template <class S>
-void quantize(const S* x, std::int64_t* acc, Index n, double scale, bool first) {
-  if (first) {
-    for (Index i = 0; i < n; ++i) acc[i] = std::llrint(static_cast<double>(x[i]) * scale);
-  } else {
-    for (Index i = 0; i < n; ++i) acc[i] += std::llrint(static_cast<double>(x[i]) * scale);
+void quantize(const S* const* x, int count, Index offset, std::int64_t* acc, Index n, double scale) {
+  Index i = 0;
+#if defined(__AVX512DQ__)
+  if constexpr (std::is_same_v<S, float>) {
+    const __m512d s = _mm512_set1_pd(scale);
+    for (; i + 8 <= n; i += 8) {
+      __m512i sum = _mm512_setzero_si512();
+      for (int c = 0; c < count; ++c) {
+        const __m512d d = _mm512_cvtps_pd(_mm256_loadu_ps(x[c] + offset + i));
+        sum = _mm512_add_epi64(sum, _mm512_cvtpd_epi64(_mm512_mul_pd(d, s)));
+      }
+      _mm512_storeu_si512(acc + i, sum);
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    std::int64_t sum = 0;
+    for (int c = 0; c < count; ++c) sum += std::llrint(static_cast<double>(x[c][offset + i]) * scale);
+    acc[i] = sum;
   }
 }
 
 template <class S>
-void dequantize(const std::int64_t* acc, S* out, Index n, double factor) {
-  for (Index i = 0; i < n; ++i) out[i] = static_cast<S>(static_cast<double>(acc[i]) * factor);
+double dequantize(const std::int64_t* acc, S* out, Index n, double factor) {
+  // In chunks that stay in the first-level cache between the conversion and the sum of squares.
+  constexpr Index kChunk = 4096;  // a multiple of sum_squares' block
+  double sum = 0;
+  for (Index i0 = 0; i0 < n; i0 += kChunk) {
+    const Index len = std::min(kChunk, n - i0);
+    for (Index i = i0; i < i0 + len; ++i) out[i] = static_cast<S>(static_cast<double>(acc[i]) * factor);
+    sum += sum_squares(out + i0, len);
+  }
+  return sum;
 }
 
 }  // namespace
 
 template <class S>
 std::unique_ptr<GemmKernel<S>> make_gemm(Index, Index, Index, bool);
+template <class S>
+std::unique_ptr<GemmKernel<S>> make_reference_gemm(Index, Index, Index, bool);
 template <class S>
 std::unique_ptr<MixtureKernel<S>> make_mixture(int, int, SigmaMode, double, Index);
 template <class S>
@@ -132,7 +164,7 @@ namespace {
 template <class S>
 constexpr mdn::Kernels<S> table() {
   namespace l = mdn::MDN_LEVEL;
-  return {MDN_LEVEL_ENUM,    &l::make_gemm<S>, &l::make_mixture<S>, &l::make_network<S>,
+  return {MDN_LEVEL_ENUM,    &l::make_gemm<S>, &l::make_reference_gemm<S>, &l::make_mixture<S>, &l::make_network<S>,
           &l::sum_squares<S>, &l::clamp<S>,    &l::scale<S>,        &l::sgd<S>,
           &l::adam<S>,        &l::max_abs<S>,  &l::quantize<S>,     &l::dequantize<S>};
 }

@@ -1,19 +1,25 @@
 #!/usr/bin/python3
 """mdn against PyTorch on the same MDNs, and the speed targets (README, "Performance").
 
-Runs, in one session and alternating between the two systems:
-  * three cases, mdn train (1 rank, exact) and the PyTorch reference (tools/bench/torch_mdn.py,
-    1 thread, OpenBLAS): samples/s, their ratio, and the test NLL of each
+Runs, in one session and alternating between the sides compared:
+  * the single-threaded products at the shapes of the three cases: mdn's at every level this CPU
+    runs, Eigen's as mdn used it before, OpenBLAS, BLIS and oneDNN (tools/bench/bench_products);
+    the best single-core SGEMM of the machine is the larger of mdn's and OpenBLAS's at 1024^3
+  * three cases, mdn train (1 rank, exact, the level `run.cpu: auto` chooses) and the PyTorch
+    reference (tools/bench/torch_mdn.py, 1 thread, OpenBLAS): samples/s, their ratio, the test
+    NLL of each, GFLOP/s and their share of the best SGEMM
       small   Bishop, D=1, L=1, hidden [32, 32] tanh, K=5, B=256
       medium  D=8, L=2, hidden [256, 256, 256] tanh, K=5, B=512
       large   D=8, L=2, hidden [1024, 1024, 1024] tanh, K=5, B=1024
-  * the single-core SGEMM peak (mdn's product, 1024^3) and the achieved GFLOP/s of each case
+  * every lower level this CPU runs (run.cpu), on the same cases
+  * this build (generic tuning) against a -march=native build of the same sources
+    (build-native/, configured with MDN_KERNEL_FLAGS; --no-native skips it), alternating pairs
   * exact against fast reduction: medium, 2 ranks, micro-batch 256
   * 1 rank against 2 (medium): weak scaling (256 rows per rank) and the same global batch (512),
     against the two-core ceiling (two SGEMMs at once), with the allreduce's share of the step
   * peak memory per rank, and the share of reading and normalising 10 M rows x 10 columns in an epoch
 
-    tools/bench/bench.py [--build build] [--work build/bench] [--rounds 2] [--quick]
+    tools/bench/bench.py [--build build] [--work build/bench] [--rounds 2] [--quick] [--no-native]
 """
 import argparse
 import json
@@ -68,13 +74,15 @@ def config(c, run_dir, train, test, m, epochs, reduction="exact", B=None, log=20
             f"log: {{every_steps: {log}}}\n")
 
 
-def run_mdn(a, name, cfg, ranks=1):
+def run_mdn(a, name, cfg, ranks=1, sets=(), build=None):
     run_dir = os.path.join(a.work, "runs", name)
     sh(["rm", "-rf", run_dir])
     path = os.path.join(a.work, name + ".yaml")
     with open(path, "w") as f:
         f.write(cfg.replace("{dir: RUN", "{dir: " + run_dir))
-    cmd = [os.path.join(a.build, "mdn"), "train", path]
+    cmd = [os.path.join(build or a.build, "mdn"), "train", path]
+    for s in sets:
+        cmd += ["--set", s]
     env = {}
     if ranks > 1:
         pre, env = mpirun(ranks)
@@ -84,8 +92,9 @@ def run_mdn(a, name, cfg, ranks=1):
     train = [r for r in recs if r["kind"] == "train"][1:]  # the first interval warms up
     valid = [r["valid_nll"] for r in recs if r["kind"] == "valid"]
     summary = [r for r in recs if r["kind"] == "summary"][-1]
+    start = [r for r in recs if r["kind"] == "start"][-1]
     step_time = [r["t_compute"] + r["t_comm"] + r["t_io"] for r in train]
-    return dict(rate=statistics.median(r["samples_per_s"] for r in train),
+    return dict(rate=statistics.median(r["samples_per_s"] for r in train), cpu=start["cpu"],
                 nll=valid[-1] if valid else float("nan"),
                 comm_share=statistics.median(r["t_comm"] / t for r, t in zip(train, step_time) if t > 0),
                 rss=max(summary["peak_rss_mib"]), t_read=summary["t_read"], seconds=summary["seconds"])
@@ -103,6 +112,22 @@ def gemm(a, ranks):
     pre, env = mpirun(ranks) if ranks > 1 else ([], {})
     out = sh(pre + [os.path.join(a.build, "tools", "bench_gemm"), "1024", "3"], env=env)
     return json.loads(out.strip().splitlines()[-1])["gflops_sum"]
+
+
+def products(a):
+    """bench_products: its table (printed) and the per-product figures."""
+    text = sh([os.path.join(a.build, "tools", "bench_products"), "--rounds", "5" if a.quick else "9"])
+    out = sh([os.path.join(a.build, "tools", "bench_products"), "--rounds", "3", "--json"])
+    return text, json.loads(out.strip().splitlines()[-1])
+
+
+def native_build(a):
+    """A -march=native build of the same sources in build-native/, for the comparison only."""
+    d = os.path.join(os.path.dirname(a.build), "build-native")
+    sh(["cmake", "-S", ROOT, "-B", d, "-DCMAKE_BUILD_TYPE=Release", "-DMDN_BUILD_TESTS=OFF",
+        "-DCMAKE_CXX_FLAGS=-march=native", "-DMDN_KERNEL_FLAGS=-march=native -mtune=native"])
+    sh(["cmake", "--build", d, "-j", str(os.cpu_count() or 2), "--target", "mdn"])
+    return d
 
 
 def data(a):
@@ -145,7 +170,7 @@ def machine(a):
     import torch
     blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
     return (f"{cpu}; {os.cpu_count()} cores; {caches}; {mem} GiB; {platform.platform()}\n"
-            f"{version[0]}, {version[1].strip()}\n"
+            f"{version[0]}, {version[1].strip()}\n{version[2].strip()}\n{version[3].strip()}\n"
             f"PyTorch {torch.__version__}, 1 thread, BLAS {blas}")
 
 
@@ -155,6 +180,7 @@ def main():
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "bench"))
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="fewer epochs, no 10 M-row file")
+    ap.add_argument("--no-native", action="store_true", help="skip the -march=native comparison build")
     a = ap.parse_args()
     a.build, a.work = os.path.abspath(a.build), os.path.abspath(a.work)
     if a.quick:
@@ -164,6 +190,16 @@ def main():
     print(machine(a))
     print()
 
+    # The products; the best single-core SGEMM of the machine (1024^3): mdn's or OpenBLAS's.
+    table, prods = products(a)
+    print(table)
+    by_name = {p["name"]: p for p in prods["products"]}
+    mdn_best = max((p for p in prods["products"] if p["name"].startswith("mdn ")), key=lambda p: p["1024^3"])
+    openblas = by_name.get("OpenBLAS", {}).get("1024^3", 0.0)
+    best = max(mdn_best["1024^3"], openblas)
+    print(f"best single-core SGEMM (1024^3): {best:.1f} GFLOP/s ({mdn_best['name']} {mdn_best['1024^3']:.1f}, "
+          f"OpenBLAS {openblas:.1f})")
+
     # The two-core ceiling, interleaved with single-core runs (this kind of machine is noisy).
     singles, pairs = [], []
     for _ in range(3):
@@ -171,30 +207,66 @@ def main():
         pairs.append(gemm(a, 2))
     peak1, peak2 = statistics.median(singles), statistics.median(pairs)
     ceiling = peak2 / peak1
-    print(f"single-core SGEMM peak (1024^3, mdn's product, median of 3): {peak1:.1f} GFLOP/s; two at once: "
-          f"{peak2:.1f} GFLOP/s in sum (two-core ceiling: {ceiling:.2f}x)\n")
+    print(f"mdn's product, 1024^3, one rank: {peak1:.1f} GFLOP/s; two ranks at once: {peak2:.1f} GFLOP/s in sum "
+          f"(two-core ceiling: {ceiling:.2f}x)\n")
 
     rows = []
     results = {}
+    level = None
     for name, c in CASES.items():
         mdn_runs, torch_runs = [], []
         for _ in range(a.rounds):
             cfg = config(c, "RUN", c["train"], c["test"], c["m"], c["epochs"])
             mdn_runs.append(run_mdn(a, name, cfg))
             torch_runs.append(run_torch(a, c))
+        level = mdn_runs[-1]["cpu"]
         m = statistics.median(r["rate"] for r in mdn_runs)
         t = statistics.median(r["samples_per_s"] for r in torch_runs)
         gf = m * flops_per_sample(c) / 1e9
-        results[name] = dict(mdn=m, torch=t, ratio=m / t, gflops=gf, peak_share=gf / peak1,
+        results[name] = dict(mdn=m, torch=t, ratio=m / t, gflops=gf, peak_share=gf / best,
                              mdn_nll=mdn_runs[-1]["nll"], torch_nll=torch_runs[-1]["test_nll"], rss=mdn_runs[-1]["rss"])
-        rows.append((name, m, t, m / t, mdn_runs[-1]["nll"], torch_runs[-1]["test_nll"], gf, 100 * gf / peak1,
+        rows.append((name, m, t, m / t, mdn_runs[-1]["nll"], torch_runs[-1]["test_nll"], gf, 100 * gf / best,
                      mdn_runs[-1]["rss"]))
+    print(f"mdn at level {level} (run.cpu: auto)")
     print(f"{'case':8} {'mdn samples/s':>14} {'PyTorch':>10} {'ratio':>6} {'mdn NLL':>9} {'PyTorch NLL':>12} "
-          f"{'GFLOP/s':>8} {'% peak':>7} {'RSS MiB':>8}")
+          f"{'GFLOP/s':>8} {'% best':>7} {'RSS MiB':>8}")
     for r in rows:
         print(f"{r[0]:8} {r[1]:14,.0f} {r[2]:10,.0f} {r[3]:5.2f}x {r[4]:9.4f} {r[5]:12.4f} {r[6]:8.1f} {r[7]:6.1f}% "
               f"{r[8]:8.0f}")
-    print("(same data, architecture, K, batch, Adam and epochs; NLL on the test file after training, nats per sample)\n")
+    print("(same data, architecture, K, batch, Adam and epochs; NLL on the test file after training, nats per sample;\n"
+          " % best: of the best single-core SGEMM above)\n")
+
+    # Every lower level this machine runs.
+    levels = [p["name"][4:] for p in prods["products"] if p["name"].startswith("mdn ")]
+    lower = levels[:levels.index(level)] if level in levels else []
+    if lower:
+        print("lower levels, the same cases (samples/s, and against " + level + "):")
+        for lv in reversed(lower):
+            parts = []
+            for name, c in CASES.items():
+                cfg = config(c, "RUN", c["train"], c["test"], c["m"], c["epochs"])
+                r = run_mdn(a, name + "-" + lv, cfg, sets=["run.cpu=" + lv])["rate"]
+                parts.append(f"{name} {r:,.0f} ({r / results[name]['mdn']:.2f}x)")
+            print(f"  {lv:10} " + ", ".join(parts))
+        print()
+
+    # This portable build against a -march=native build of the same sources.
+    if not a.no_native:
+        nat = native_build(a)
+        print(f"this build (generic tuning) against -march=native, alternating pairs (medium, large):")
+        for name in ("medium", "large"):
+            c = CASES[name]
+            cfg = config(c, "RUN", c["train"], c["test"], c["m"], c["epochs"])
+            ratios = []
+            for i in range(3 if a.quick else 5):
+                order = ["native", "default"] if i % 2 == 0 else ["default", "native"]
+                got = {}
+                for side in order:
+                    got[side] = run_mdn(a, name + "-" + side, cfg, build=nat if side == "native" else None)["rate"]
+                ratios.append(got["default"] / got["native"])
+            print(f"  {name}: default / native = {statistics.median(ratios):.3f} "
+                  f"(pairs: {', '.join(f'{r:.3f}' for r in sorted(ratios))})")
+        print()
 
     med = CASES["medium"]
     ratios = []
