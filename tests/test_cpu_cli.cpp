@@ -114,6 +114,18 @@ TEST_F(CpuCli, EmulatedCpusChooseTheirLevelAndMatchNativeRunsToTheBit) {
   EXPECT_NE(final_checkpoint("native-other").params, final_checkpoint("native-x86-64").params);
 }
 
+TEST_F(CpuCli, TheKernelTestsPassOnEmulatedCpus) {
+  // test_levels on a CPU without AVX and on one without AVX-512: detection, the position of a
+  // sample, denormals flushed (the emulator implements FTZ and DAZ as the hardware does).
+  for (const Launcher& cpu : {kNehalem, kHaswell}) {
+    Launcher cmd = cpu;
+    cmd.push_back(std::string(MDN_TEST_BINARY_DIR) + "/test_levels");
+    const RunResult r = run(cmd, {240, {}, {}});
+    EXPECT_EQ(r.exit_code, 0) << cpu.back() << ":\n" << r.out.substr(r.out.size() > 3000 ? r.out.size() - 3000 : 0);
+    EXPECT_NE(r.out.find("[  PASSED  ]"), std::string::npos) << r.out;
+  }
+}
+
 TEST_F(CpuCli, AJobOnMixedCpusRunsTheBestLevelEveryRankSupports) {
   const RankedRun mixed = train_on({kNehalem, kNative}, "mixed");
   expect_code(mixed, 2, "0");

@@ -150,6 +150,26 @@ TEST_P(Position, AMixturesParametersAreTheSameWhereverItSits) {
 
 INSTANTIATE_TEST_SUITE_P(Levels, Position, testing::ValuesIn(runnable_levels()), level_param_name);
 
+TEST(Levels, KernelsFlushDenormalsWhateverTheCallersMode) {
+  // A result below the smallest normal float becomes zero inside the kernels (FTZ), a denormal
+  // input counts as zero (DAZ), and the caller's floating-point mode is left as it was.
+  const float tiny = std::numeric_limits<float>::min();  // 2^-126
+  volatile float denormal = tiny / 4;
+  ASSERT_GT(denormal, 0.0f) << "this process flushes denormals already";
+  for (CpuLevel level : runnable_levels()) {
+    const Kernels<float>& k = kernels<float>(level);
+    float x[2] = {tiny, 1.0f};
+    k.scale(x, 2, 0.25f);
+    EXPECT_EQ(x[0], 0.0f) << to_string(level);
+    EXPECT_EQ(x[1], 0.25f);
+    float d[1] = {denormal};
+    EXPECT_EQ(k.max_abs(d, 1), 0.0) << to_string(level);
+    volatile float after = tiny;
+    after = after / 4;
+    EXPECT_GT(after, 0.0f) << "the caller's mode changed";
+  }
+}
+
 TEST(Levels, EveryLevelComputesTheSameFunction) {
   // Levels round differently (FMA, vector widths), but compute the same loss and gradient: in
   // double, to 1e-12 of their size.

@@ -422,7 +422,10 @@ class GemmSite final : public GemmKernel<S> {
  public:
   GemmSite(Index max_rows, Index max_cols, Index max_depth, bool result_row_major, bool eigen_only)
       : gemm_(max_rows, max_cols, max_depth, result_row_major, ws_, eigen_only) {}
-  void run(Operand<const S> a, Operand<const S> b, Operand<S> c) override { gemm_.run(a, b, c); }
+  void run(Operand<const S> a, Operand<const S> b, Operand<S> c) override {
+    const FlushDenormals flush;
+    gemm_.run(a, b, c);
+  }
   Index kc() const override { return gemm_.kc(); }
   Index mc() const override { return gemm_.mc(); }
   Index nc() const override { return gemm_.nc(); }

@@ -126,12 +126,14 @@ double MixtureHead<S>::forward(const S* head, Index ld_head, const S* y, Index l
 
 template <class S>
 double MixtureHead<S>::nll(const S* head, Index ld_head, const S* y, Index ld_y, Index n, double* per_sample) {
+  const FlushDenormals flush;
   return forward(head, ld_head, y, ld_y, n, per_sample);
 }
 
 template <class S>
 double MixtureHead<S>::nll_and_grad(const S* head, Index ld_head, const S* y, Index ld_y, Index n, S* dhead,
                                     Index ld_dhead, double* per_sample) {
+  const FlushDenormals flush;
   const double total = forward(head, ld_head, y, ld_y, n, per_sample);
   const Index np = padded(n);
   const int K = K_, KL = K_ * L_;
@@ -159,6 +161,7 @@ double MixtureHead<S>::nll_and_grad(const S* head, Index ld_head, const S* y, In
 template <class S>
 void MixtureHead<S>::parameters(const S* head, Index ld_head, Index n, double* pi, double* mu, double* sigma,
                                 Index ld) {
+  const FlushDenormals flush;
   load(head, ld_head, n);
   const Index np = padded(n);
   const int K = K_, KL = K_ * L_;

@@ -22,12 +22,14 @@ class NetworkImpl final : public NetworkKernel<S> {
   NetworkImpl(const ModelSpec& spec, Index max_n);
 
   double loss(const S* params, const S* x, Index ld_x, const S* y, Index ld_y, Index n, double* per_sample) override {
+    const FlushDenormals flush;
     const Operand<const S> head = forward(params, x, ld_x, n);
     return mixture_.nll(head.data, head.stride, y, ld_y, n, per_sample);
   }
   double loss_and_grad(const S* params, const S* x, Index ld_x, const S* y, Index ld_y, Index n, S* grad) override;
   void mixture(const S* params, const S* x, Index ld_x, Index n, double* pi, double* mu, double* sigma,
                Index ld) override {
+    const FlushDenormals flush;
     const Operand<const S> head = forward(params, x, ld_x, n);
     mixture_.parameters(head.data, head.stride, n, pi, mu, sigma, ld);
   }
@@ -110,6 +112,7 @@ Operand<const S> NetworkImpl<S>::forward(const S* params, const S* x, Index ld_x
 template <class S>
 double NetworkImpl<S>::loss_and_grad(const S* params, const S* x, Index ld_x, const S* y, Index ld_y, Index n,
                                      S* grad) {
+  const FlushDenormals flush;
   const Operand<const S> h = forward(params, x, ld_x, n);
   const double total = mixture_.nll_and_grad(h.data, h.stride, y, ld_y, n, dhead_.data(), dhead_.rows(), nullptr);
   const auto dhead = dhead_.topRows(n);  // (n, O)

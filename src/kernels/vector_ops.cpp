@@ -164,9 +164,20 @@ namespace {
 template <class S>
 constexpr mdn::Kernels<S> table() {
   namespace l = mdn::MDN_LEVEL;
-  return {MDN_LEVEL_ENUM,    &l::make_gemm<S>, &l::make_reference_gemm<S>, &l::make_mixture<S>, &l::make_network<S>,
-          &l::sum_squares<S>, &l::clamp<S>,    &l::scale<S>,        &l::sgd<S>,
-          &l::adam<S>,        &l::max_abs<S>,  &l::quantize<S>,     &l::dequantize<S>};
+  // The factories' objects flush denormals in their own methods; the functions through Flushed.
+  return {MDN_LEVEL_ENUM,
+          &l::make_gemm<S>,
+          &l::make_reference_gemm<S>,
+          &l::make_mixture<S>,
+          &l::make_network<S>,
+          &l::Flushed<&l::sum_squares<S>>::call,
+          &l::Flushed<&l::clamp<S>>::call,
+          &l::Flushed<&l::scale<S>>::call,
+          &l::Flushed<&l::sgd<S>>::call,
+          &l::Flushed<&l::adam<S>>::call,
+          &l::Flushed<&l::max_abs<S>>::call,
+          &l::Flushed<&l::quantize<S>>::call,
+          &l::Flushed<&l::dequantize<S>>::call};
 }
 }  // namespace
 

@@ -13,7 +13,7 @@ Runs, in one session and alternating between the sides compared:
       large   D=8, L=2, hidden [1024, 1024, 1024] tanh, K=5, B=1024
   * every lower level this CPU runs (run.cpu), on the same cases
   * this build (generic tuning) against a -march=native build of the same sources
-    (build-native/, configured with MDN_KERNEL_FLAGS; --no-native skips it), alternating pairs
+    (BUILD/native/, configured with MDN_KERNEL_FLAGS; --no-native skips it), alternating pairs
   * exact against fast reduction: medium, 2 ranks, micro-batch 256
   * 1 rank against 2 (medium): weak scaling (256 rows per rank) and the same global batch (512),
     against the two-core ceiling (two SGEMMs at once), with the allreduce's share of the step
@@ -122,8 +122,8 @@ def products(a):
 
 
 def native_build(a):
-    """A -march=native build of the same sources in build-native/, for the comparison only."""
-    d = os.path.join(os.path.dirname(a.build), "build-native")
+    """A -march=native build of the same sources in BUILD/native/, for the comparison only."""
+    d = os.path.join(a.build, "native")
     sh(["cmake", "-S", ROOT, "-B", d, "-DCMAKE_BUILD_TYPE=Release", "-DMDN_BUILD_TESTS=OFF",
         "-DCMAKE_CXX_FLAGS=-march=native", "-DMDN_KERNEL_FLAGS=-march=native -mtune=native"])
     sh(["cmake", "--build", d, "-j", str(os.cpu_count() or 2), "--target", "mdn"])
