@@ -1,27 +1,15 @@
 #include "mdn/reducer.hpp"
 
 #include <cassert>
-#include <chrono>
 #include <cmath>
 
 #include "mdn/error.hpp"
 #include "mdn/kernels.hpp"
+#include "mdn/timer.hpp"
 
 namespace mdn {
 
 namespace {
-
-class Stopwatch {
- public:
-  explicit Stopwatch(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
-  ~Stopwatch() {
-    total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  }
-
- private:
-  double& total_;
-  std::chrono::steady_clock::time_point start_;
-};
 
 int ceil_log2(Index m) {
   int c = 0;
@@ -83,7 +71,7 @@ GradientReducer::Result GradientReducer::reduce_fast(Index n_local, float* mean,
   fast_(n_ + 2) = flags.stop ? 1.0f : 0.0f;
   fast_(n_ + 3) = flags.checkpoint ? 1.0f : 0.0f;
   {
-    Stopwatch w(comm_seconds_);
+    ScopedTimer w(comm_seconds_);
     comm_.allreduce(fast_.data(), static_cast<std::size_t>(fast_.size()), ReduceOp::sum);
   }
   Result r;
@@ -120,7 +108,7 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
   maxima_[S + 2] = flags.stop ? 1.0 : 0.0;
   maxima_[S + 3] = flags.checkpoint ? 1.0 : 0.0;
   {
-    Stopwatch w(comm_seconds_);
+    ScopedTimer w(comm_seconds_);
     comm_.allreduce(maxima_.data(), maxima_.size(), ReduceOp::max);
   }
   Result r;
@@ -160,7 +148,7 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
     acc_[static_cast<std::size_t>(n_) + 1] += rows_[static_cast<std::size_t>(k)];
   }
   {
-    Stopwatch w(comm_seconds_);
+    ScopedTimer w(comm_seconds_);
     comm_.allreduce(acc_.data(), acc_.size(), ReduceOp::sum);
   }
 

@@ -18,27 +18,14 @@
 #include "mdn/faults.hpp"
 #include "mdn/schedule.hpp"
 #include "mdn/signals.hpp"
+#include "mdn/timer.hpp"
 
 namespace mdn {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 namespace {
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-/// Adds the time of its scope to a total.
-class Timer {
- public:
-  explicit Timer(double& total) : total_(total), start_(Clock::now()) {}
-  ~Timer() { total_ += seconds_since(start_); }
-
- private:
-  double& total_;
-  Clock::time_point start_;
-};
 
 std::string human_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
@@ -128,7 +115,7 @@ Trainer::StepOutcome Trainer::train_step(Index batch) {
     if (faults.at("stall", step_ + 1, comm_.rank())) std::this_thread::sleep_for(std::chrono::hours(1));
   }
   {
-    Timer t(interval_.t_compute);
+    ScopedTimer t(interval_.t_compute);
     for (std::size_t k = 0; k < local.size(); ++k) {
       const auto& mb = local[k];
       data_.load(mb, x_, y_);
@@ -146,7 +133,7 @@ Trainer::StepOutcome Trainer::train_step(Index batch) {
   const double comm_before = reducer_.comm_seconds();
   GradientReducer::Result r;
   {
-    Timer t(interval_.t_compute);  // quantisation; the collectives are moved to t_comm below
+    ScopedTimer t(interval_.t_compute);  // quantisation; the collectives are moved to t_comm below
     r = reducer_.reduce(static_cast<Index>(local.size()), micro_total, grad_.data(), flags);
   }
   const double comm = reducer_.comm_seconds() - comm_before;
@@ -160,7 +147,7 @@ Trainer::StepOutcome Trainer::train_step(Index batch) {
   if (!r.finite) return out;  // applied = false
   out.loss = r.loss_sum / static_cast<double>(r.rows) + p_.norm.log_det_y();
   {
-    Timer t(interval_.t_compute);
+    ScopedTimer t(interval_.t_compute);
     // The norm comes from the reduction's pass; the norm clip's factor is applied by the
     // optimizer as it reads the gradient.
     const ClipResult cr = clip_by_value(p_.cpu.level, grad_.data(), grad_.size(), c_.clip_spec(), std::sqrt(r.sum_squares));
@@ -203,7 +190,7 @@ void Trainer::log_train(const StepOutcome& last, bool force) {
 }
 
 double Trainer::validate() {
-  Timer t(interval_.t_other);
+  ScopedTimer t(interval_.t_other);
   comm_.set_phase("validation", step_);
   const EvalResult r = evaluate(net_, params_.data(), p_.valid_shard, comm_);
   const double nll = r.nll_sum / static_cast<double>(r.rows) + p_.norm.log_det_y();
@@ -268,7 +255,7 @@ Checkpoint Trainer::snapshot() const {
 }
 
 void Trainer::save_step_checkpoint() {
-  Timer t(interval_.t_other);
+  ScopedTimer t(interval_.t_other);
   comm_.set_phase("writing a checkpoint (rank 0)", step_);
   const std::string dir = checkpoint_dir(c_);
   const std::string path = checkpoint_name(dir, step_);
@@ -287,7 +274,7 @@ void Trainer::save_step_checkpoint() {
 }
 
 void Trainer::save_best() {
-  Timer t(interval_.t_other);
+  ScopedTimer t(interval_.t_other);
   comm_.set_phase("writing best.h5 (rank 0)", step_);
   const std::string path = checkpoint_dir(c_) + "/best.h5";
   comm_.collectively([&] {
@@ -309,7 +296,7 @@ RunEnd Trainer::run() {
   while (step_ < total_steps_) {
     const std::int64_t e = step_ / per_epoch;
     {
-      Timer t(interval_.t_io);
+      ScopedTimer t(interval_.t_io);
       comm_.set_phase("exchanging the epoch's rows", step_ + 1);
       data_.start_epoch(e);
     }
@@ -414,7 +401,7 @@ void Trainer::write_summary() {
 
 namespace {
 
-/// Keys a resumed run must share with its checkpoint (README, "Resume"): they decide the model,
+/// Keys a resumed run must share with its checkpoint (README, "Resuming"): they decide the model,
 /// the data, the optimizer state's shape and the sequence of batches.
 const std::vector<std::string>& resume_fixed_keys() {
   static const std::vector<std::string> keys = {
