@@ -371,7 +371,7 @@ std::vector<std::int64_t> epoch_permutation(Index N, std::uint64_t seed, std::in
 TrainData::TrainData(Comm& comm, Mat<float> shard, RowRange range, Index input_dim,
                      Index output_dim, const BatchSpec& spec)
     : comm_(comm), shard_(std::move(shard)), range_(range), D_(input_dim), L_(output_dim), spec_(spec) {
-  // At most ceil(N/P) + m rows arrive per epoch (README, "Data"): allocate that once.
+  // At most ceil(N/P) + m rows arrive per epoch (README, "Input data"): allocate that once.
   const Index P = comm.size();
   received_.resize(D_ + L_, (spec_.rows + P - 1) / P + spec_.micro);
   by_batch_.resize(static_cast<std::size_t>(spec_.batches_per_epoch()));

@@ -2,7 +2,9 @@
 // resolved YAML, and the README's reference generated from the table.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "mdn/config.hpp"
@@ -217,6 +219,33 @@ TEST(Config, ReadmeExampleIsConfigsBishop) {
   const Config shown = parse_config(readme.substr(b + intro.size(), e - b - intro.size()), "README.md");
   const Config file = load_config(std::string(MDN_TEST_SOURCE_DIR) + "/configs/bishop.yaml");
   EXPECT_EQ(to_yaml(shown), to_yaml(file));
+}
+
+TEST(Readme, SectionsThatTheSourcesCiteExist) {
+  // Comments cite README sections by their titles, quoted after the word README and a comma;
+  // each title must be a heading of the README.
+  const std::string readme = readme_text();
+  const std::regex cite(R"(README, \"([^\"]+)\")");
+  namespace fs = std::filesystem;
+  int cited = 0;
+  for (const char* dir : {"src", "include", "tools", "tests"})
+    for (const auto& e : fs::recursive_directory_iterator(fs::path(MDN_TEST_SOURCE_DIR) / dir)) {
+      if (!e.is_regular_file()) continue;
+      const std::string ext = e.path().extension().string();
+      if (ext != ".cpp" && ext != ".hpp" && ext != ".py" && ext != ".sh" && ext != ".cmake") continue;
+      std::ifstream in(e.path());
+      std::stringstream ss;
+      ss << in.rdbuf();
+      const std::string text = ss.str();
+      for (std::sregex_iterator m(text.begin(), text.end(), cite), end; m != end; ++m) {
+        ++cited;
+        const std::string title = (*m)[1];
+        EXPECT_TRUE(readme.find("\n## " + title + "\n") != std::string::npos ||
+                    readme.find("\n### " + title + "\n") != std::string::npos)
+            << e.path() << " cites README section \"" << title << "\", which the README does not have";
+      }
+    }
+  EXPECT_GT(cited, 5);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Gradient clipping (DESIGN step 4): by value, then by global L2 norm.
+// Gradient clipping (README, "How the model works"): by value, then by global L2 norm.
 #pragma once
 
 #include <optional>

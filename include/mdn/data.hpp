@@ -1,6 +1,6 @@
 // Input data: HDF5 files read in shards, normalised exactly, and dealt to ranks in micro-batches.
 //
-// Semantics (README, "Data"):
+// Semantics (README, "Input data"):
 // - A file holds a dataset of inputs (N, D) and of targets (N, L); float32 or float64; any
 //   chunking and compression; a 1-D dataset is read as (N, 1).
 // - Rank r of P reads one contiguous hyperslab, rows [floor(rN/P), floor((r+1)N/P)); no rank

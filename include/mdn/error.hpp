@@ -1,6 +1,6 @@
 // Errors and exit codes.
 //
-// Three kinds of failure, three mechanisms (see README, "Errors"):
+// Three kinds of failure, three mechanisms (README, "Exit codes"):
 //   - programmer errors are assert()s;
 //   - user and environment errors are mdn::Error, carrying the process exit code;
 //   - numerical outcomes (non-finite gradients, ...) are statuses the trainer acts on.

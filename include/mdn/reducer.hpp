@@ -1,5 +1,5 @@
 // The step's gradient reduction: local micro-batch gradients in, the global mean gradient out,
-// with the loss sum and row count in the same collective (DESIGN steps 1-2).
+// with the loss sum and row count in the same collective (README, "Exact reduction").
 //
 // exact (default): scheme (a) of the design. The step's micro-batch gradients are held until
 // the per-slot maxima over all ranks are known (one small MPI_MAX that also carries the

@@ -1,4 +1,4 @@
-// `mdn train`: the training loop (DESIGN section 4).
+// `mdn train`: the training loop (README, "Training").
 #pragma once
 
 #include <chrono>
