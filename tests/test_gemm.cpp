@@ -45,6 +45,10 @@ TEST_P(GemmAtLevel, MatchesReferenceForEveryStorageOrder) {
     check_product<float>(GetParam(), 300, 70, 1500, a, b, c);   // depth blocked (kc < 1500)
     check_product<double>(GetParam(), 130, 900, 200, a, b, c);  // columns blocked
     check_product<double>(GetParam(), 1, 1, 1, a, b, c);
+    check_product<float>(GetParam(), 8, 300, 900, a, b, c);   // few rows: runs transposed
+    check_product<float>(GetParam(), 300, 9, 900, a, b, c);   // one panel: A in place (column-major)
+    check_product<float>(GetParam(), 299, 27, 500, a, b, c);  // two panels, partial last rows
+    check_product<float>(GetParam(), 250, 90, 8, a, b, c);    // a depth of 8
   }
 }
 
@@ -69,10 +73,13 @@ TEST_P(GemmAtLevel, AnElementDependsOnItsRowAndColumnOnlyNotOnTheShape) {
   Gemm<float> big(GetParam(), 301, 97, 800, false);
   Mat<float> c(301, 97);
   big.run(operand(a), operand(b), mutable_operand(c));
-  // (Sub-products at least as large as every level's register tile, 32 x 14: smaller ones run
-  // Eigen's kernel.)
+  // (Sub-products with at least 7 rows and 32 columns, or 32 rows and 14 columns: narrower ones
+  // run Eigen's kernel; fewer than 32 rows run transposed, one or two panels of columns read a
+  // column-major A in place.)
   for (const auto& [r0, rows, c0, cols] : {std::array<Index, 4>{0, 48, 0, 16}, std::array<Index, 4>{13, 64, 5, 17},
-                                           std::array<Index, 4>{250, 51, 80, 17}, std::array<Index, 4>{0, 301, 40, 57}}) {
+                                           std::array<Index, 4>{250, 51, 80, 17}, std::array<Index, 4>{0, 301, 40, 57},
+                                           std::array<Index, 4>{13, 8, 5, 57}, std::array<Index, 4>{7, 20, 0, 97},
+                                           std::array<Index, 4>{0, 301, 3, 20}, std::array<Index, 4>{40, 200, 50, 25}}) {
     Gemm<float> part(GetParam(), rows, cols, 800, false);
     Mat<float> p(rows, cols);
     part.run(operand(a.middleRows(r0, rows)), operand(b.middleCols(c0, cols)), mutable_operand(p));

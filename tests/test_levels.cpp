@@ -199,20 +199,26 @@ TEST(Levels, EveryLevelComputesTheSameFunction) {
 TEST(Levels, FloatNetworksAgreeWithDoubleOnes) {
   // Float products large enough for mdn's own kernel (bias and activation in its last pass),
   // against the double network (Eigen's products, the separate pass): the same loss and
-  // gradient to float precision, at every level.
-  ModelSpec spec;
-  spec.input_dim = 20;
-  spec.output_dim = 2;
-  spec.components = 4;
-  spec.hidden = {64, 48};
+  // gradient to float precision, at every level. The narrow networks take the kernel's other
+  // paths: layers of fewer than 32 outputs run transposed (bias and activation included), a
+  // depth of 8 (the inputs) runs the register tile, and the first layer's weight gradient (8
+  // rows) runs transposed with its one panel's operand read in place.
+  for (const auto& [D, hidden] : {std::pair<int, std::vector<int>>{20, {64, 48}},
+                                  std::pair<int, std::vector<int>>{8, {24, 16}},
+                                  std::pair<int, std::vector<int>>{8, {64}}})
   for (Activation act : {Activation::tanh, Activation::relu}) {
+    ModelSpec spec;
+    spec.input_dim = D;
+    spec.output_dim = 2;
+    spec.components = 4;
+    spec.hidden = hidden;
     spec.activation = act;
     const Index n = 100;
     const Layout layout(spec);
     Vec<double> pd(layout.size());
     initialize(pd.data(), layout, seed());
     const Vec<float> pf = pd.cast<float>();
-    const Mat<float> x = uniform_matrix<float>(20, n, -2, 2, seed(), 8);
+    const Mat<float> x = uniform_matrix<float>(D, n, -2, 2, seed(), 8);
     const Mat<float> y = uniform_matrix<float>(2, n, -2, 2, seed(), 9);
     for (CpuLevel level : runnable_levels()) {
       Network<double> nd(level, spec, n);
@@ -221,9 +227,9 @@ TEST(Levels, FloatNetworksAgreeWithDoubleOnes) {
       Vec<float> gf(layout.size());
       const double fd = nd.loss_and_grad(pd.data(), x.cast<double>(), y.cast<double>(), gd.data());
       const double ff = nf.loss_and_grad(pf.data(), x, y, gf.data());
-      EXPECT_NEAR(ff, fd, 1e-4 * std::abs(fd)) << to_string(level) << " " << to_string(act);
+      EXPECT_NEAR(ff, fd, 1e-4 * std::abs(fd)) << to_string(level) << " " << to_string(act) << " D=" << D;
       EXPECT_LE((gf.cast<double>() - gd).cwiseAbs().maxCoeff(), 1e-4 * gd.cwiseAbs().maxCoeff())
-          << to_string(level) << " " << to_string(act);
+          << to_string(level) << " " << to_string(act) << " D=" << D << " hidden " << hidden.size();
     }
   }
 }

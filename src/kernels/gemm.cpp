@@ -53,7 +53,7 @@ constexpr Index kKC = 256, kMC = 96;
 constexpr Index kMR = kMV * W;
 constexpr Index kNC = 4096;
 // Depths below this run Eigen's kernel: a tile's loads and stores would outweigh its work.
-constexpr Index kMinDepth = 16;
+constexpr Index kMinDepth = 4;
 
 Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
 
@@ -69,7 +69,9 @@ inline PF activate(const PF& x) {
 
 /// ... with `last` (the final depth block): C = act(C + row_bias + col_bias) in the same pass;
 /// row_bias holds the tile's MR rows, col_bias its NR columns (either may be null).
-template <Act A>
+/// `InPlaceA`: A is read in place, a column apart per step, and fetched ahead (the hardware does
+/// not follow a stream of short columns).
+template <Act A, bool InPlaceA = false>
 void tile(Index kc, const float* __restrict ap, Index a_step, const float* __restrict bp, Index b_step, float* c,
           Index ldc, bool accumulate, bool last, const float* row_bias, const float* col_bias) {
   PF acc[kNR][kMV];
@@ -82,6 +84,11 @@ void tile(Index kc, const float* __restrict ap, Index a_step, const float* __res
   }
 #pragma GCC unroll 2
   for (Index k = 0; k < kc; ++k) {
+    if constexpr (InPlaceA) {
+      constexpr Index kAhead = 16;
+      for (Index i = 0; i < kMR; i += 64 / Index{sizeof(float)})
+        _mm_prefetch(reinterpret_cast<const char*>(ap + kAhead * a_step + i), _MM_HINT_T0);
+    }
     PF a[kMV];
 #pragma GCC unroll 8
     for (int v = 0; v < kMV; ++v) a[v] = ei::ploadu<PF>(ap + v * W);
@@ -200,10 +207,17 @@ void pack_panel(const float* x, Index stride, bool along_rows, Index first, Inde
 /// C (m x n, column-major) = A (m x k) B (k x n) with mdn's kernel; ap and bp hold the packed
 /// panels (sizes from packed_*_size()). (Reading column-major A or row-major B in place instead
 /// of packing them was measured: no faster on the medium model, 40% slower on the large one.)
+/// With `transposed` the result is stored transposed: C(i, j) at c.data[i * c.stride + j] (a
+/// product with few rows runs as its transpose, whose many rows fill the register tile).
 template <Act A>
 void sgemm(const Operand<const float>& a, const Operand<const float>& b, const Operand<float>& c, float* ap,
-           float* bp, const Epilogue<float>& ep) {
+           float* bp, const Epilogue<float>& ep, bool transposed) {
   const Index m = c.rows, n = c.cols, K = a.cols;
+  const bool direct_a = !a.row_major && n <= 2 * kNR;
+  // Element (i, j) of C, in either storage.
+  const auto at = [&](Index i, Index j) -> float& {
+    return transposed ? c.data[i * c.stride + j] : c.data[j * c.stride + i];
+  };
   alignas(64) float edge[kMR * kNR];
   alignas(64) float edge_rows[kMR];  // the row bias of an edge tile, zero-padded
   alignas(64) float edge_cols[kNR];  // the column bias of an edge tile, zero-padded
@@ -219,23 +233,41 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
       for (Index ic = 0; ic < m; ic += kMC) {
         const Index mc = std::min(kMC, m - ic);
         // A's block: panels of MR rows. A(i, k) is adjacent to A(i + 1, k) when A is column-major.
+        // With one panel of B (n <= NR) every value of A is used once: a column-major A is then
+        // read in place by whole-row tiles, and only a last, partial panel of rows is packed.
         for (Index ip = 0; ip < mc; ip += kMR)
-          pack_panel(a.data, a.stride, !a.row_major, ic + ip, std::min<Index>(kMR, mc - ip), pc, kc, kMR, ap + ip * kc);
+          if (!direct_a || mc - ip < kMR)
+            pack_panel(a.data, a.stride, !a.row_major, ic + ip, std::min<Index>(kMR, mc - ip), pc, kc, kMR,
+                       ap + ip * kc);
+        // Step k of the tile's A: packed, MR values apart; in place, a column apart.
+        const auto a_tile = [&](Index ir) { return direct_a && mc - ir >= kMR ? a.data + pc * a.stride + ic + ir : ap + ir * kc; };
+        const auto a_step = [&](Index ir) { return direct_a && mc - ir >= kMR ? a.stride : kMR; };
         for (Index jr = 0; jr < nc; jr += kNR) {
           const Index cols = std::min<Index>(kNR, nc - jr);
           for (Index ir = 0; ir < mc; ir += kMR) {
             const Index rows = std::min<Index>(kMR, mc - ir);
-            float* cp = c.data + (jc + jr) * c.stride + ic + ir;
-            const float* rb = ep.row_bias != nullptr ? ep.row_bias + ic + ir : nullptr;
-            const float* cb = ep.col_bias != nullptr ? ep.col_bias + jc + jr : nullptr;
-            if (rows == kMR && cols == kNR) {
-              tile<A>(kc, ap + ir * kc, kMR, bp + jr * kc, kNR, cp, c.stride, accumulate, last, rb, cb);
+            const Index i0 = ic + ir, j0 = jc + jr;
+            const float* rb = ep.row_bias != nullptr ? ep.row_bias + i0 : nullptr;
+            const float* cb = ep.col_bias != nullptr ? ep.col_bias + j0 : nullptr;
+            if (rows == kMR && cols == kNR && !transposed) {
+              if (direct_a && mc - ir >= kMR)
+                tile<A, true>(kc, a_tile(ir), a_step(ir), bp + jr * kc, kNR, c.data + j0 * c.stride + i0, c.stride,
+                              accumulate, last, rb, cb);
+              else
+                tile<A>(kc, a_tile(ir), a_step(ir), bp + jr * kc, kNR, c.data + j0 * c.stride + i0, c.stride,
+                        accumulate, last, rb, cb);
               continue;
             }
-            // An edge tile: the same register tile, through a buffer (and padded biases).
-            if (accumulate)
-              for (Index j = 0; j < cols; ++j)
-                for (Index i = 0; i < rows; ++i) edge[j * kMR + i] = cp[j * c.stride + i];
+            // An edge tile, or a transposed result: the same register tile, through a buffer (and
+            // padded biases).
+            if (accumulate) {
+              if (transposed)  // along C's storage: row i of this tile is contiguous there
+                for (Index i = 0; i < rows; ++i)
+                  for (Index j = 0; j < cols; ++j) edge[j * kMR + i] = at(i0 + i, j0 + j);
+              else
+                for (Index j = 0; j < cols; ++j)
+                  for (Index i = 0; i < rows; ++i) edge[j * kMR + i] = at(i0 + i, j0 + j);
+            }
             if (rb != nullptr) {
               std::fill(edge_rows, edge_rows + kMR, 0.0f);
               std::copy(rb, rb + rows, edge_rows);
@@ -246,9 +278,16 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
               std::copy(cb, cb + cols, edge_cols);
               cb = edge_cols;
             }
-            tile<A>(kc, ap + ir * kc, kMR, bp + jr * kc, kNR, edge, kMR, accumulate, last, rb, cb);
-            for (Index j = 0; j < cols; ++j)
-              for (Index i = 0; i < rows; ++i) cp[j * c.stride + i] = edge[j * kMR + i];
+            if (direct_a && mc - ir >= kMR)
+              tile<A, true>(kc, a_tile(ir), a_step(ir), bp + jr * kc, kNR, edge, kMR, accumulate, last, rb, cb);
+            else
+              tile<A>(kc, a_tile(ir), a_step(ir), bp + jr * kc, kNR, edge, kMR, accumulate, last, rb, cb);
+            if (transposed)
+              for (Index i = 0; i < rows; ++i)
+                for (Index j = 0; j < cols; ++j) at(i0 + i, j0 + j) = edge[j * kMR + i];
+            else
+              for (Index j = 0; j < cols; ++j)
+                for (Index i = 0; i < rows; ++i) at(i0 + i, j0 + j) = edge[j * kMR + i];
           }
         }
       }
@@ -261,6 +300,10 @@ Index packed_a_size(Index max_m, Index max_k) { return round_up(std::min(kMC, ma
 Index packed_b_size(Index max_n, Index max_k) { return round_up(std::min(kNC, max_n), kNR) * std::min(kKC, max_k); }
 
 bool own_kernel(Index m, Index n, Index k) { return m >= kMR && n >= kNR && k >= kMinDepth; }
+
+/// Whether a product too short for the register tile (m < MR) runs as its transpose instead: C^T =
+/// B^T A^T has n rows, and its columns (m of them) fill a panel of NR well enough.
+bool own_kernel_transposed(Index m, Index n, Index k) { return m < kMR && 2 * m >= kNR && own_kernel(n, kNR, k); }
 
 // ---- Eigen's kernel ------------------------------------------------------------------------------
 
@@ -309,8 +352,10 @@ Gemm<S>::Gemm(Index max_rows, Index max_cols, Index max_depth, bool result_row_m
   ei::computeProductBlockingSizes<S, S, 1, Index>(kc_, mc_, nc_, 1);
   Index a_size = kc_ * mc_, b_size = kc_ * nc_;
   if (std::is_same_v<S, float>) {
-    a_size = std::max(a_size, packed_a_size(max_rows_, max_depth_));
-    b_size = std::max(b_size, packed_b_size(max_cols_, max_depth_));
+    // A product with fewer than MR rows may run transposed (own_kernel_transposed): its packed A
+    // then holds up to max_cols_ rows, its packed B fewer than MR columns.
+    a_size = std::max({a_size, packed_a_size(max_rows_, max_depth_), packed_a_size(max_cols_, max_depth_)});
+    b_size = std::max({b_size, packed_b_size(max_cols_, max_depth_), packed_b_size(kMR, max_depth_)});
   }
   ws.a.resize(std::max(ws.a.size(), static_cast<std::size_t>(a_size)));
   ws.b.resize(std::max(ws.b.size(), static_cast<std::size_t>(b_size)));
@@ -394,11 +439,19 @@ void Gemm<S>::run(Operand<const S> a, Operand<const S> b, Operand<S> c, const Ep
   assert(m <= max_rows_ && n <= max_cols_ && k <= max_depth_);
   if (m == 0 || n == 0) return;
   if constexpr (std::is_same_v<S, float>) {
-    if (!eigen_only_ && own_kernel(m, n, k)) {
+    const bool transposed = !eigen_only_ && own_kernel_transposed(m, n, k);
+    if (!eigen_only_ && (own_kernel(m, n, k) || transposed)) {
+      if (transposed) {  // C^T (n x m) = B^T A^T, written into C's storage
+        const Operand<const S> at = a.t();
+        a = b.t();
+        b = at;
+        c = {c.data, n, m, c.stride, false};
+        std::swap(ep.row_bias, ep.col_bias);
+      }
       switch (ep.activation) {
-        case Act::none: sgemm<Act::none>(a, b, c, ws_->a.data(), ws_->b.data(), ep); break;
-        case Act::tanh: sgemm<Act::tanh>(a, b, c, ws_->a.data(), ws_->b.data(), ep); break;
-        case Act::relu: sgemm<Act::relu>(a, b, c, ws_->a.data(), ws_->b.data(), ep); break;
+        case Act::none: sgemm<Act::none>(a, b, c, ws_->a.data(), ws_->b.data(), ep, transposed); break;
+        case Act::tanh: sgemm<Act::tanh>(a, b, c, ws_->a.data(), ws_->b.data(), ep, transposed); break;
+        case Act::relu: sgemm<Act::relu>(a, b, c, ws_->a.data(), ws_->b.data(), ep, transposed); break;
       }
       return;
     }
