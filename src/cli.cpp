@@ -9,6 +9,7 @@
 #include "mdn/config.hpp"
 #include "mdn/cpu.hpp"
 #include "mdn/error.hpp"
+#include "mdn/faults.hpp"
 #include "mdn/inference.hpp"
 #include "mdn/prepare.hpp"
 #include "mdn/signals.hpp"
@@ -173,7 +174,15 @@ Outcome run(int argc, char** argv, Comm& world) {
     if (!train->parsed()) keep_stop_handlers({});
     world.set_timeout(600.0);
     if (check->parsed()) run_check(check_opts, world);
-    if (train->parsed()) return {train_command(train_opts.config, train_opts.sets, world), false};
+    if (train->parsed()) {
+      world.collectively([] { Faults::get(); });  // a mistyped MDN_FAULT: exit 2 on every rank
+      if (Faults::get().any() && world.is_root()) {
+        std::fprintf(stderr, "mdn: warning: fault injection is active (MDN_FAULT: %s): this run fails on purpose\n",
+                     Faults::get().spec().c_str());
+        std::fflush(stderr);
+      }
+      return {train_command(train_opts.config, train_opts.sets, world), false};
+    }
     if (eval->parsed()) return {eval_command(eval_opts, world), false};
     if (predict->parsed()) return {predict_command(predict_opts, world), false};
     if (sample->parsed()) return {sample_command(sample_opts, world), false};

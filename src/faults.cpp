@@ -12,6 +12,7 @@ Faults Faults::parse(const std::string& spec) {
   static const std::set<std::string> known = {"nonfinite", "overflow", "slow", "stall", "drift", "crash",
                                               "slow-checkpoint"};
   Faults f;
+  f.spec_ = spec;
   std::stringstream items(spec);
   std::string item;
   while (std::getline(items, item, ',')) {

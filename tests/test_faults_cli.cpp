@@ -150,9 +150,23 @@ TEST_F(Faults, ReplicaDriftIsReportedWithTheRanksInvolved) {
   EXPECT_EQ(count(r.result.err, "mdn: error: step 6: the ranks' parameters differ (replica drift): ranks 0, 1 hold "
                                 "parameters with hash"), 1) << r.result.all();
   EXPECT_NE(r.result.err.find("; rank 2 holds parameters with hash"), std::string::npos) << r.result.all();
-  // Without the fault the same check passes every 3 steps.
-  expect_ok(run_mdn_ranks(dir_.path(), 3, {"train", "cfg.yaml", "--set", "run.dir=nodrift", "--set",
-                                           "train.check_replicas_every=3"}), 3);
+  // Rank 0 says, before anything else, that faults are active.
+  const std::string warning = "mdn: warning: fault injection is active (MDN_FAULT: drift@step=6@rank=2)";
+  EXPECT_EQ(count(r.result.err, warning), 1) << r.result.all();
+  EXPECT_LT(r.result.err.find(warning), r.result.err.find("mdn: error")) << r.result.all();
+  // Without the fault the same check passes every 3 steps, and nothing speaks of faults.
+  const RankedRun ok = run_mdn_ranks(dir_.path(), 3, {"train", "cfg.yaml", "--set", "run.dir=nodrift", "--set",
+                                                      "train.check_replicas_every=3"});
+  expect_ok(ok, 3);
+  EXPECT_EQ(ok.result.all().find("fault injection"), std::string::npos) << ok.result.all();
+}
+
+TEST_F(Faults, AMistypedFaultIsAnErrorBeforeAnythingIsWritten) {
+  const RankedRun r = run_mdn_ranks(dir_.path(), 2, {"train", "cfg.yaml", "--set", "run.dir=typo"},
+                                    {{"MDN_FAULT", "drfit@step=6"}}, 60);
+  EXPECT_EQ(r.codes, (std::vector<std::string>{"2", "2"})) << r.result.all();
+  EXPECT_NE(r.result.err.find("MDN_FAULT: unknown fault 'drfit'"), std::string::npos) << r.result.all();
+  EXPECT_FALSE(fs::exists(dir_ / "typo"));
 }
 
 }  // namespace

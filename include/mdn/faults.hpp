@@ -13,7 +13,8 @@
 //   MDN_FAULT="slow-checkpoint@ms=500"    every checkpoint write pauses half-way for 500 ms
 //
 // Several faults are separated by commas. Unknown names are an error, so a typo cannot make a
-// fault test pass vacuously.
+// fault test pass vacuously. `mdn train` reads the variable before anything else, and rank 0
+// warns that faults are active: a stray MDN_FAULT in a production job shows at once.
 #pragma once
 
 #include <cstdint>
@@ -34,8 +35,11 @@ class Faults {
   /// Its integer parameter `key`, or `fallback`.
   std::int64_t param(const std::string& name, const std::string& key, std::int64_t fallback) const;
   bool any() const { return !faults_.empty(); }
+  /// The specification as given.
+  const std::string& spec() const { return spec_; }
 
  private:
+  std::string spec_;
   std::map<std::string, std::map<std::string, std::int64_t>> faults_;
 };
 
