@@ -455,16 +455,17 @@ Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
     r.fail(fmt::format("checksum mismatch (stored {}, computed {}): the file is corrupt", stored, computed));
   }
   if (!c.params.allFinite()) r.fail("holds non-finite parameters");
-  return c;
-}
-
-Index checkpoint_micro_batch(const Checkpoint& c) {
+  // The stored config is part of what a checkpoint holds: one that cannot be read makes the file
+  // unusable like a corrupt one (`resume: auto` skips it; named explicitly, it is exit 2).
   try {
-    const Config stored = parse_config(c.config, "stored config");
-    return *stored.train.micro_batch;
-  } catch (const Error&) {
-    return 128;
+    const Config run = parse_config(c.config, "stored config");
+    c.micro_batch = *run.train.micro_batch;
+    c.data_x = run.data.x;
+    c.data_y = run.data.y;
+  } catch (const Error& e) {
+    r.fail(fmt::format("its stored config cannot be read: {}", e.what()));
   }
+  return c;
 }
 
 }  // namespace mdn

@@ -28,9 +28,6 @@ namespace {
 
 struct Model {
   Checkpoint ck;
-  Index block = 128;
-  std::string data_x = "x";
-  std::string data_y = "y";
   CpuLevel level = CpuLevel::x86_64;  ///< the kernels' level, agreed by every rank
 };
 
@@ -44,13 +41,6 @@ Model load_model(const std::string& path, const std::string& cpu, Comm& comm) {
       if (!requested) throw input_error("--cpu must be auto | {}, got '{}'", cpu_level_names(), cpu);
     }
     m.ck = read_checkpoint(path);
-    m.block = checkpoint_micro_batch(m.ck);
-    try {
-      const Config stored = parse_config(m.ck.config, "stored config");
-      m.data_x = stored.data.x;
-      m.data_y = stored.data.y;
-    } catch (const Error&) {
-    }
   });
   const CpuChoice choice = choose_cpu_level(requested, "--cpu", parse_cpu_level(m.ck.cpu_level), false, comm);
   m.level = choice.level;
@@ -79,7 +69,7 @@ Inputs read_inputs(const Model& m, const std::string& path, const std::string& x
       throw input_error("{} '{}': dataset '{}' has {} columns; the model has {} outputs", what, path, y,
                         in.file.y.cols, m.ck.model.output_dim);
   });
-  in.range = block_shard_of(in.file.x.rows, m.block, comm.size(), comm.rank());
+  in.range = block_shard_of(in.file.x.rows, m.ck.micro_batch, comm.size(), comm.rank());
   in.rows = read_shard(in.file, in.range, comm, m.ck.norm.enabled ? &m.ck.norm : nullptr, nullptr);
   return in;
 }
@@ -149,7 +139,7 @@ struct Opened {
 Opened open_model_inputs(const ModelInputs& o, Comm& comm) {
   check_output(o, comm);
   Opened r{load_model(o.checkpoint, o.cpu, comm), {}};
-  r.in = read_inputs(r.m, o.input, o.x.empty() ? r.m.data_x : o.x, "", "--input", comm);
+  r.in = read_inputs(r.m, o.input, o.x.empty() ? r.m.ck.data_x : o.x, "", "--input", comm);
   return r;
 }
 
@@ -169,15 +159,15 @@ struct Mixtures {
 Mixtures mixtures(const Model& m, const Mat<float>& rows) {
   const ModelSpec& spec = m.ck.model;
   const Index D = spec.input_dim, K = spec.components, L = spec.output_dim, n = rows.cols();
-  Network<float> net(m.level, spec, m.block);
+  Network<float> net(m.level, spec, m.ck.micro_batch);
   Mixtures out{Eigen::MatrixXd(n, K), Eigen::MatrixXd(n, K * L), Eigen::MatrixXd(n, K * L)};
   // Every block is computed in buffers of the same shape and alignment, so that vectorised and
   // scalar code paths (which round transcendental functions differently) meet the same elements
   // whatever the block's position in this rank's rows: the results do not depend on P.
-  Mat<float> x(D, m.block);
-  Eigen::MatrixXd pi(m.block, K), mu(m.block, K * L), sigma(m.block, K * L);
-  for (Index j = 0; j < n; j += m.block) {
-    const Index len = std::min(m.block, n - j);
+  Mat<float> x(D, m.ck.micro_batch);
+  Eigen::MatrixXd pi(m.ck.micro_batch, K), mu(m.ck.micro_batch, K * L), sigma(m.ck.micro_batch, K * L);
+  for (Index j = 0; j < n; j += m.ck.micro_batch) {
+    const Index len = std::min(m.ck.micro_batch, n - j);
     x.leftCols(len) = rows.block(0, j, D, len);
     net.mixture(m.ck.params.data(), x.leftCols(len), pi.topRows(len), mu.topRows(len), sigma.topRows(len));
     out.pi.middleRows(j, len) = pi.topRows(len);
@@ -205,10 +195,10 @@ std::string describe_model(const ModelSpec& s) {
 
 int eval_command(const EvalOptions& o, Comm& comm) {
   const Model m = load_model(o.checkpoint, o.cpu, comm);
-  const std::string x = o.x.empty() ? m.data_x : o.x;
-  const std::string y = o.y.empty() ? m.data_y : o.y;
+  const std::string x = o.x.empty() ? m.ck.data_x : o.x;
+  const std::string y = o.y.empty() ? m.ck.data_y : o.y;
   const Inputs in = read_inputs(m, o.data, x, y, "--data", comm);
-  Network<float> net(m.level, m.ck.model, m.block);
+  Network<float> net(m.level, m.ck.model, m.ck.micro_batch);
   const EvalResult r = evaluate(net, m.ck.params.data(), in.rows, comm);
   const double nll = r.nll_sum / static_cast<double>(r.rows) + m.ck.norm.log_det_y();
   if (comm.is_root()) {

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "mdn/checkpoint.hpp"
+#include "mdn/config.hpp"
 #include "mdn/error.hpp"
 #include "mdn/h5.hpp"
 #include "support/process.hpp"
@@ -43,7 +44,7 @@ Checkpoint sample() {
   c.samples_seen = 1234 * 256;
   c.world_size = 3;
   c.best_valid_nll = -1.25;
-  c.config = "run:\n  dir: somewhere\n";
+  c.config = to_yaml(parse_config("run: {dir: somewhere}\ndata: {train: train.h5}\ntrain: {batch_size: 64, epochs: 1}\n", "sample"));
   return c;
 }
 
@@ -140,6 +141,24 @@ TEST(Checkpoint, ChangedCountersAreCaughtByTheChecksum) {
     h5::check(H5Awrite(a.get(), H5T_NATIVE_INT64, &step), "write");
   }
   EXPECT_NE(error_of(dir / "c.h5").find("checksum mismatch"), std::string::npos);
+}
+
+TEST(Checkpoint, AStoredConfigThatCannotBeReadIsRefusedLikeACorruptFile) {
+  // Written with a valid checksum over an invalid config (as a file from an incompatible mdn
+  // would be): the file is refused by name, never read with guessed settings.
+  TempDir dir;
+  Checkpoint c = sample();
+  c.config = "train: {batch_size: 0}\n";
+  write_checkpoint(dir / "bad.h5", c);
+  const std::string e = error_of(dir / "bad.h5");
+  EXPECT_NE(e.find("its stored config cannot be read"), std::string::npos) << e;
+  EXPECT_NE(e.find("train.batch_size"), std::string::npos) << e;
+  // The valid one gives the run's micro-batch and dataset names.
+  write_checkpoint(dir / "good.h5", sample());
+  const Checkpoint good = read_checkpoint(dir / "good.h5");
+  EXPECT_EQ(good.micro_batch, 64);
+  EXPECT_EQ(good.data_x, "x");
+  EXPECT_EQ(good.data_y, "y");
 }
 
 TEST(Checkpoint, TruncatedFileIsRefused) {

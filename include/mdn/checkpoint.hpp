@@ -43,6 +43,10 @@ struct Checkpoint {
   std::int64_t world_size = 1;    ///< ranks at save
   double best_valid_nll = std::numeric_limits<double>::quiet_NaN();
   std::string config;             ///< resolved YAML
+  /// From the stored config, which reading validates: the run's micro-batch (the block size of
+  /// its validation) and its dataset names (0 and "" in a checkpoint built in memory).
+  std::int64_t micro_batch = 0;
+  std::string data_x, data_y;
   ModelSpec model;
   Normalization norm;
   Vec<float> params;              ///< flat, in the layout's order
@@ -67,13 +71,9 @@ struct ChecksumStatus {
   bool ok() const { return !stored.empty() && stored == computed; }
 };
 
-/// Reads and verifies a checkpoint: format, version, checksum, shapes. Throws mdn::Error
-/// (exit 2) naming the file and what is wrong. With `status`, a checksum mismatch is reported
-/// there instead of thrown (the rest is still verified).
+/// Reads and verifies a checkpoint: format, version, checksum, shapes, the stored config. Throws
+/// mdn::Error (exit 2) naming the file and what is wrong. With `status`, a checksum mismatch is
+/// reported there instead of thrown (the rest is still verified).
 Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status = nullptr);
-
-/// The batch size of the run that wrote `c` (its train.micro_batch), the block size of its
-/// validation; 128 when the stored config cannot tell.
-Index checkpoint_micro_batch(const Checkpoint& c);
 
 }  // namespace mdn

@@ -100,7 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   c.norm = mdn::Normalization::identity(c.model.input_dim, c.model.output_dim);
   c.norm.enabled = p.ConsumeBool();
   c.optimizer_state = {{"exp_avg", c.params}, {"exp_avg_sq", c.params}};
-  c.config = "run: {dir: r}\n";
+  c.config = "run: {dir: r}\ndata: {train: t.h5}\ntrain: {epochs: 1}\n";  // a valid config: reading accepts the unmutated file
   try {
     mdn::write_checkpoint(path, c);
   } catch (const mdn::Error& e) {
