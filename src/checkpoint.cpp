@@ -371,10 +371,8 @@ class Reader {
 };
 
 template <class E>
-E parse_enum(const Reader& r, const std::string& value, std::initializer_list<std::pair<const char*, E>> options,
-             const std::string& what) {
-  for (const auto& [name, e] : options)
-    if (value == name) return e;
+E parse_enum(const Reader& r, const std::string& value, const std::string& what) {
+  if (const auto e = from_name<E>(value)) return *e;
   r.fail(fmt::format("{} '{}' is not one this mdn knows", what, value));
 }
 
@@ -410,10 +408,8 @@ Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
     if (w < 1 || w > (1 << 20)) r.fail(fmt::format("/model hidden width {} is out of range", w));
     m.hidden.push_back(static_cast<int>(w));
   }
-  m.activation = parse_enum<Activation>(r, r.str("/model", "activation"),
-                                        {{"tanh", Activation::tanh}, {"relu", Activation::relu}}, "activation");
-  m.sigma = parse_enum<SigmaMode>(r, r.str("/model", "sigma"), {{"softplus", SigmaMode::softplus}, {"exp", SigmaMode::exp}},
-                                  "sigma");
+  m.activation = parse_enum<Activation>(r, r.str("/model", "activation"), "activation");
+  m.sigma = parse_enum<SigmaMode>(r, r.str("/model", "sigma"), "sigma");
   m.sigma_min = r.f64("/model", "sigma_min");
   if (!(m.sigma_min > 0) || !std::isfinite(m.sigma_min)) r.fail("sigma_min must be positive");
 
@@ -435,9 +431,7 @@ Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
     if (!(c.norm.x_std.array() > 0).all() || !(c.norm.y_std.array() > 0).all()) r.fail("normalisation std must be positive");
   }
 
-  c.optimizer = parse_enum<OptimizerKind>(r, r.str("/optimizer", "name"),
-                                          {{"adam", OptimizerKind::adam}, {"adamw", OptimizerKind::adamw}, {"sgd", OptimizerKind::sgd}},
-                                          "optimizer");
+  c.optimizer = parse_enum<OptimizerKind>(r, r.str("/optimizer", "name"), "optimizer");
   c.optimizer_steps = r.i64("/optimizer", "step");
   for (const std::string& name : state_names(c.optimizer, r.exists("optimizer/momentum"))) {
     Vec<float> buf(layout.size());

@@ -194,26 +194,15 @@ KeySpec optional_text(std::string key, Field<std::optional<std::string>> f, std:
 }
 
 template <class E>
-KeySpec choice(std::string key, Field<E> f, std::vector<std::pair<std::string, E>> options,
-               std::string doc) {
-  std::string names;
-  for (const auto& [name, value] : options) names += (names.empty() ? "" : " | ") + name;
+KeySpec choice(std::string key, Field<E> f, std::string doc) {
+  const std::string names = names_of<E>();
   return {key, "string", names, std::move(doc),
           [=](Config& c, const Node& n) {
             const auto v = to_text(n);
-            for (const auto& [name, value] : options) {
-              if (name == v) {
-                f(c) = value;
-                return;
-              }
-            }
-            bad(fmt::format("must be one of {}, got '{}'", names, v));
+            if (const auto e = from_name<E>(v)) f(c) = *e;
+            else bad(fmt::format("must be one of {}, got '{}'", names, v));
           },
-          [=](const Config& c) {
-            for (const auto& [name, value] : options)
-              if (value == f(const_cast<Config&>(c))) return name;
-            return std::string("?");
-          }};
+          [=](const Config& c) { return std::string(to_string(f(const_cast<Config&>(c)))); }};
 }
 
 KeySpec int_list(std::string key, Field<std::vector<int>> f, std::string doc) {
@@ -327,7 +316,6 @@ std::vector<KeySpec> build_keys() {
   k.push_back(int_list("model.hidden", [](Config& c) -> std::vector<int>& { return c.model.hidden; },
                        "Hidden layer widths."));
   k.push_back(choice<Activation>("model.activation", [](Config& c) -> Activation& { return c.model.activation; },
-                                 {{"tanh", Activation::tanh}, {"relu", Activation::relu}},
                                  "Hidden-layer activation."));
   k.push_back({"model.components", "integer", "1 .. 4096", "Mixture components K.",
                [](Config& c, const Node& n) {
@@ -337,7 +325,6 @@ std::vector<KeySpec> build_keys() {
                },
                [](const Config& c) { return std::to_string(c.model.components); }});
   k.push_back(choice<SigmaMode>("model.sigma", [](Config& c) -> SigmaMode& { return c.model.sigma; },
-                                {{"softplus", SigmaMode::softplus}, {"exp", SigmaMode::exp}},
                                 "sigma = f(raw) + sigma_min with f = softplus or exp."));
   k.push_back(real("model.sigma_min", [](Config& c) -> double& { return c.model.sigma_min; }, kPositive,
                    "Floor of every sigma, in normalised units when data.normalize is on."));
@@ -354,10 +341,8 @@ std::vector<KeySpec> build_keys() {
   k.push_back(boolean("train.drop_last", [](Config& c) -> bool& { return c.train.drop_last; },
                       "Drop the short last batch of each epoch instead of training on it."));
   k.push_back(choice<Reduction>("train.reduction", [](Config& c) -> Reduction& { return c.train.reduction; },
-                                {{"exact", Reduction::exact}, {"fast", Reduction::fast}},
                                 "exact: integer reduction, bit-identical for any rank count; fast: float allreduce."));
   k.push_back(choice<Nonfinite>("train.nonfinite", [](Config& c) -> Nonfinite& { return c.train.nonfinite; },
-                                {{"stop", Nonfinite::stop}, {"skip", Nonfinite::skip}},
                                 "A step with a non-finite loss or gradient: stop (checkpoint the last good "
                                 "state, exit 1) or skip its update on every rank."));
   k.push_back(optional_integer("train.check_replicas_every",
@@ -366,7 +351,6 @@ std::vector<KeySpec> build_keys() {
                                "collective); a mismatch stops training with an error naming the ranks. null: off."));
   // optimizer
   k.push_back(choice<OptimizerKind>("optimizer.name", [](Config& c) -> OptimizerKind& { return c.optimizer.name; },
-                                    {{"adam", OptimizerKind::adam}, {"adamw", OptimizerKind::adamw}, {"sgd", OptimizerKind::sgd}},
                                     "Optimizer, with torch.optim's conventions."));
   k.push_back(real("optimizer.lr", [](Config& c) -> double& { return c.optimizer.lr; }, kPositive,
                    "Base learning rate."));
@@ -381,7 +365,6 @@ std::vector<KeySpec> build_keys() {
   k.push_back(real("optimizer.weight_decay", [](Config& c) -> double& { return c.optimizer.weight_decay; }, kNonNegative,
                    "Weight decay of weights (never biases): L2 for sgd and adam, decoupled for adamw."));
   k.push_back(choice<ScheduleKind>("optimizer.schedule.name", [](Config& c) -> ScheduleKind& { return c.optimizer.schedule.kind; },
-                                   {{"constant", ScheduleKind::constant}, {"cosine", ScheduleKind::cosine}, {"step", ScheduleKind::step}},
                                    "Learning-rate schedule after the warmup."));
   k.push_back(integer("optimizer.schedule.warmup_steps", [](Config& c) -> std::int64_t& { return c.optimizer.schedule.warmup_steps; }, 0, kIntMax,
                       "Linear warmup over this many steps, in front of the schedule."));

@@ -8,8 +8,6 @@
 
 namespace mdn {
 
-const char* to_string(Activation a) { return a == Activation::tanh ? "tanh" : "relu"; }
-const char* to_string(SigmaMode s) { return s == SigmaMode::softplus ? "softplus" : "exp"; }
 
 void ModelSpec::validate() const {
   if (input_dim < 1) throw input_error("model input dimension must be positive, got {}", input_dim);

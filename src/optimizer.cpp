@@ -7,14 +7,6 @@
 
 namespace mdn {
 
-const char* to_string(OptimizerKind k) {
-  switch (k) {
-    case OptimizerKind::sgd: return "sgd";
-    case OptimizerKind::adam: return "adam";
-    case OptimizerKind::adamw: return "adamw";
-  }
-  return "?";
-}
 
 template <class S>
 Optimizer<S>::Optimizer(const OptimizerSpec& spec, const Layout& layout, CpuLevel level)

@@ -7,14 +7,6 @@
 
 namespace mdn {
 
-const char* to_string(ScheduleKind k) {
-  switch (k) {
-    case ScheduleKind::constant: return "constant";
-    case ScheduleKind::cosine: return "cosine";
-    case ScheduleKind::step: return "step";
-  }
-  return "?";
-}
 
 double learning_rate(const ScheduleSpec& s, double base_lr, std::int64_t t, std::int64_t total_steps) {
   if (t < s.warmup_steps)

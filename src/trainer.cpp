@@ -316,7 +316,7 @@ RunEnd Trainer::run() {
         if (comm_.is_root()) {
           std::printf("step %lld: non-finite loss or gradient on some rank: update skipped on every rank "
                       "(train.nonfinite: skip)\n", static_cast<long long>(step_ + 1));
-          write_metrics(json{{"kind", "nonfinite"}, {"step", step_ + 1}, {"action", "skip"}}.dump());
+          write_metrics(json{{"kind", "nonfinite"}, {"step", step_ + 1}, {"action", to_string(Nonfinite::skip)}}.dump());
         }
       }
       ++step_;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "mdn/config.hpp"
@@ -219,6 +220,39 @@ TEST(Config, ReadmeExampleIsConfigsBishop) {
   const Config shown = parse_config(readme.substr(b + intro.size(), e - b - intro.size()), "README.md");
   const Config file = load_config(std::string(MDN_TEST_SOURCE_DIR) + "/configs/bishop.yaml");
   EXPECT_EQ(to_yaml(shown), to_yaml(file));
+}
+
+template <class E>
+void expect_names_round_trip(std::initializer_list<E> every_value) {
+  std::set<std::string> seen;
+  for (E e : every_value) {
+    const std::string name = to_string(e);
+    EXPECT_NE(name, "?") << "a value without a name";
+    EXPECT_TRUE(seen.insert(name).second) << "two values named " << name;
+    EXPECT_EQ(from_name<E>(name), e) << name;
+    EXPECT_NE(names_of<E>().find(name), std::string::npos) << name;
+  }
+  EXPECT_EQ(from_name<E>("no such name"), std::nullopt);
+}
+
+TEST(Names, EveryEnumerationValueHasOneNameThatReadsBack) {
+  // The one table per enumeration that the config, the checkpoint and messages share.
+  expect_names_round_trip({Activation::tanh, Activation::relu});
+  expect_names_round_trip({SigmaMode::softplus, SigmaMode::exp});
+  expect_names_round_trip({OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw});
+  expect_names_round_trip({ScheduleKind::constant, ScheduleKind::cosine, ScheduleKind::step});
+  expect_names_round_trip({Reduction::exact, Reduction::fast});
+  expect_names_round_trip({Nonfinite::stop, Nonfinite::skip});
+  // The config reads exactly these names.
+  const Config c = parse_config("run: {dir: r}\ndata: {train: t.h5}\ntrain: {epochs: 1, reduction: fast, nonfinite: skip}\n"
+                                "model: {activation: relu, sigma: exp}\noptimizer: {name: sgd, schedule: {name: step}}\n",
+                                "names");
+  EXPECT_EQ(c.train.reduction, Reduction::fast);
+  EXPECT_EQ(c.train.nonfinite, Nonfinite::skip);
+  EXPECT_EQ(c.model.activation, Activation::relu);
+  EXPECT_EQ(c.model.sigma, SigmaMode::exp);
+  EXPECT_EQ(c.optimizer.name, OptimizerKind::sgd);
+  EXPECT_EQ(c.optimizer.schedule.kind, ScheduleKind::step);
 }
 
 TEST(Readme, SectionsThatTheSourcesCiteExist) {

@@ -21,12 +21,18 @@
 #include "mdn/cpu.hpp"
 #include "mdn/model.hpp"
 #include "mdn/optimizer.hpp"
+#include "mdn/reduction.hpp"
 #include "mdn/schedule.hpp"
 
 namespace mdn {
 
-enum class Reduction { exact, fast };
 enum class Nonfinite { stop, skip };
+
+template <>
+struct EnumNames<Nonfinite> {
+  static constexpr std::pair<Nonfinite, const char*> table[] = {{Nonfinite::stop, "stop"},
+                                                                {Nonfinite::skip, "skip"}};
+};
 
 struct Config {
   struct Run {

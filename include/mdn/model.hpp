@@ -17,7 +17,10 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "mdn/names.hpp"
 
 namespace mdn {
 
@@ -26,8 +29,16 @@ using Index = Eigen::Index;
 enum class Activation { tanh, relu };
 enum class SigmaMode { softplus, exp };
 
-const char* to_string(Activation a);
-const char* to_string(SigmaMode s);
+template <>
+struct EnumNames<Activation> {
+  static constexpr std::pair<Activation, const char*> table[] = {{Activation::tanh, "tanh"},
+                                                                 {Activation::relu, "relu"}};
+};
+template <>
+struct EnumNames<SigmaMode> {
+  static constexpr std::pair<SigmaMode, const char*> table[] = {{SigmaMode::softplus, "softplus"},
+                                                                {SigmaMode::exp, "exp"}};
+};
 
 struct ModelSpec {
   int input_dim = 1;         ///< D

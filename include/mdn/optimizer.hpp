@@ -19,11 +19,17 @@
 
 #include "mdn/cpu.hpp"
 #include "mdn/model.hpp"
+#include "mdn/names.hpp"
 
 namespace mdn {
 
 enum class OptimizerKind { sgd, adam, adamw };
-const char* to_string(OptimizerKind k);
+
+template <>
+struct EnumNames<OptimizerKind> {
+  static constexpr std::pair<OptimizerKind, const char*> table[] = {
+      {OptimizerKind::adam, "adam"}, {OptimizerKind::adamw, "adamw"}, {OptimizerKind::sgd, "sgd"}};
+};
 
 struct OptimizerSpec {
   OptimizerKind kind = OptimizerKind::adam;

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "mdn/comm.hpp"
-#include "mdn/config.hpp"
+#include "mdn/reduction.hpp"
 #include "mdn/kernels.hpp"
 #include "mdn/model.hpp"
 

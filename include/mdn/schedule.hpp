@@ -9,11 +9,19 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
+
+#include "mdn/names.hpp"
 
 namespace mdn {
 
 enum class ScheduleKind { constant, cosine, step };
-const char* to_string(ScheduleKind k);
+
+template <>
+struct EnumNames<ScheduleKind> {
+  static constexpr std::pair<ScheduleKind, const char*> table[] = {
+      {ScheduleKind::constant, "constant"}, {ScheduleKind::cosine, "cosine"}, {ScheduleKind::step, "step"}};
+};
 
 struct ScheduleSpec {
   ScheduleKind kind = ScheduleKind::constant;
