@@ -11,6 +11,17 @@ namespace mdn {
 
 namespace {
 
+// What rides after the per-tensor values in the step's collectives, by position: after the
+// per-slot maxima in the exact mode's MAX, and after the gradient sums in the SUM (the exact
+// mode's int64 one carries loss and rows, the fast mode's float one all four).
+enum MaxTail : std::size_t { kMaxLoss, kMaxNonfinite, kMaxStop, kMaxCheckpoint, kMaxTail };
+enum SumTail : Index {
+  kSumLoss, kSumRows, kSumStop, kSumCheckpoint,
+  kExactSumTail = kSumRows + 1,      // the exact mode carries loss and rows
+  kFastSumTail = kSumCheckpoint + 1  // the fast mode all four
+};
+static_assert(kMaxLoss == 0, "the loss's quantum is computed in the slots' loop, as slot S");
+
 int ceil_log2(Index m) {
   int c = 0;
   while ((Index{1} << c) < m) ++c;
@@ -27,12 +38,12 @@ GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max
   if (mode == Reduction::exact) {
     held_.assign(loss_.size(), Vec<float>(n_));
     held_ptrs_.assign(loss_.size(), nullptr);
-    maxima_.assign(slots + 4, 0.0);
-    acc_.assign(static_cast<std::size_t>(n_) + 2, 0);
+    maxima_.assign(slots + kMaxTail, 0.0);
+    acc_.assign(static_cast<std::size_t>(n_ + kExactSumTail), 0);
     shift_.assign(slots + 1, 0);
   } else {
     held_.assign(1, Vec<float>(n_));
-    fast_.resize(n_ + 4);
+    fast_.resize(n_ + kFastSumTail);
   }
 }
 
@@ -66,19 +77,19 @@ GradientReducer::Result GradientReducer::reduce_fast(Index n_local, float* mean,
     loss += loss_[static_cast<std::size_t>(k)];
     rows += rows_[static_cast<std::size_t>(k)];
   }
-  fast_(n_) = static_cast<float>(loss);
-  fast_(n_ + 1) = static_cast<float>(rows);
-  fast_(n_ + 2) = flags.stop ? 1.0f : 0.0f;
-  fast_(n_ + 3) = flags.checkpoint ? 1.0f : 0.0f;
+  fast_(n_ + kSumLoss) = static_cast<float>(loss);
+  fast_(n_ + kSumRows) = static_cast<float>(rows);
+  fast_(n_ + kSumStop) = flags.stop ? 1.0f : 0.0f;
+  fast_(n_ + kSumCheckpoint) = flags.checkpoint ? 1.0f : 0.0f;
   {
     ScopedTimer w(comm_seconds_);
     comm_.allreduce(fast_.data(), static_cast<std::size_t>(fast_.size()), ReduceOp::sum);
   }
   Result r;
-  r.rows = static_cast<std::int64_t>(std::llround(fast_(n_ + 1)));
-  r.loss_sum = fast_(n_);
-  r.flags = {fast_(n_ + 2) > 0, fast_(n_ + 3) > 0};
-  r.finite = fast_.head(n_ + 1).allFinite();  // identical on every rank: it is the reduced buffer
+  r.rows = static_cast<std::int64_t>(std::llround(fast_(n_ + kSumRows)));
+  r.loss_sum = fast_(n_ + kSumLoss);
+  r.flags = {fast_(n_ + kSumStop) > 0, fast_(n_ + kSumCheckpoint) > 0};
+  r.finite = fast_.head(n_ + kSumLoss + 1).allFinite();  // the same on every rank: the reduced buffer
   if (r.finite) {
     Eigen::Map<Vec<float>>(mean, n_) = fast_.head(n_) * (1.0f / static_cast<float>(r.rows));
     for (const Slot& slot : layout_.slots()) r.sum_squares += kernels_.sum_squares(mean + slot.offset, slot.size());
@@ -102,18 +113,18 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
     }
     const double l = loss_[static_cast<std::size_t>(k)];
     if (!std::isfinite(l)) local_nonfinite = true;
-    else maxima_[S] = std::max(maxima_[S], std::abs(l));
+    else maxima_[S + kMaxLoss] = std::max(maxima_[S + kMaxLoss], std::abs(l));
   }
-  maxima_[S + 1] = local_nonfinite ? 1.0 : 0.0;
-  maxima_[S + 2] = flags.stop ? 1.0 : 0.0;
-  maxima_[S + 3] = flags.checkpoint ? 1.0 : 0.0;
+  maxima_[S + kMaxNonfinite] = local_nonfinite ? 1.0 : 0.0;
+  maxima_[S + kMaxStop] = flags.stop ? 1.0 : 0.0;
+  maxima_[S + kMaxCheckpoint] = flags.checkpoint ? 1.0 : 0.0;
   {
     ScopedTimer w(comm_seconds_);
     comm_.allreduce(maxima_.data(), maxima_.size(), ReduceOp::max);
   }
   Result r;
-  r.flags = {maxima_[S + 2] > 0, maxima_[S + 3] > 0};
-  if (maxima_[S + 1] > 0) {  // decided on the flag, the same on every rank
+  r.flags = {maxima_[S + kMaxStop] > 0, maxima_[S + kMaxCheckpoint] > 0};
+  if (maxima_[S + kMaxNonfinite] > 0) {  // decided on the flag, the same on every rank
     r.finite = false;
     return r;
   }
@@ -141,11 +152,13 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
   for (std::size_t s = 0; s < S; ++s)
     kernels_.quantize(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset, acc_.data() + slots[s].offset,
                       slots[s].size(), std::ldexp(1.0, shift_[s]));
-  acc_[static_cast<std::size_t>(n_)] = 0;
-  acc_[static_cast<std::size_t>(n_) + 1] = 0;
+  std::int64_t& loss_acc = acc_[static_cast<std::size_t>(n_ + kSumLoss)];
+  std::int64_t& rows_acc = acc_[static_cast<std::size_t>(n_ + kSumRows)];
+  loss_acc = 0;
+  rows_acc = 0;
   for (Index k = 0; k < n_local; ++k) {
-    acc_[static_cast<std::size_t>(n_)] += std::llrint(std::ldexp(loss_[static_cast<std::size_t>(k)], shift_[S]));
-    acc_[static_cast<std::size_t>(n_) + 1] += rows_[static_cast<std::size_t>(k)];
+    loss_acc += std::llrint(std::ldexp(loss_[static_cast<std::size_t>(k)], shift_[S]));
+    rows_acc += rows_[static_cast<std::size_t>(k)];
   }
   {
     ScopedTimer w(comm_seconds_);
@@ -153,8 +166,8 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
   }
 
   // 4. Divide once by the global row count.
-  r.rows = acc_[static_cast<std::size_t>(n_) + 1];
-  r.loss_sum = std::ldexp(static_cast<double>(acc_[static_cast<std::size_t>(n_)]), -shift_[S]);
+  r.rows = rows_acc;
+  r.loss_sum = std::ldexp(static_cast<double>(loss_acc), -shift_[S]);
   // The division by the row count is one multiplication by quantum / rows (computed once per
   // tensor, in double): vector divisions would cost more than the rest of the reduction.
   const double rows = static_cast<double>(r.rows);

@@ -82,10 +82,10 @@ class GradientReducer {
   std::vector<const float*> held_ptrs_; // exact: the step's local gradients, for the quantisation
   std::vector<double> loss_;            // per local micro-batch
   std::vector<Index> rows_;             // per local micro-batch
-  std::vector<double> maxima_;          // slots..., loss, non-finite, stop, checkpoint flags
-  std::vector<std::int64_t> acc_;       // exact: quantised sums, then loss, rows
+  std::vector<double> maxima_;          // exact: per slot, then the MaxTail values (reducer.cpp)
+  std::vector<std::int64_t> acc_;       // exact: quantised sums, then loss and rows (SumTail)
   std::vector<int> shift_;              // exact: per slot, then loss
-  Vec<float> fast_;                     // fast: sums..., loss, rows, stop, checkpoint flags
+  Vec<float> fast_;                     // fast: sums, then loss, rows, stop and checkpoint (SumTail)
   int shift_bias_ = 0;
   double comm_seconds_ = 0;
 };
