@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <cassert>
 #include <chrono>
 #include <climits>
 #include <cstdio>
@@ -38,7 +37,7 @@ void Comm::settle(const std::exception_ptr& local) {
 void SelfComm::exchange_rows(const float* send, std::size_t width,
                              const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
                              const std::vector<std::int64_t>& recv_counts) {
-  assert(send_rows.size() == 1 && recv_counts.size() == 1 &&
+  MDN_CHECK(send_rows.size() == 1 && recv_counts.size() == 1 &&
          static_cast<std::int64_t>(send_rows[0].size()) == recv_counts[0]);
   (void)recv_counts;
   for (std::size_t k = 0; k < send_rows[0].size(); ++k)
@@ -46,14 +45,14 @@ void SelfComm::exchange_rows(const float* send, std::size_t width,
 }
 
 std::vector<char> SelfComm::gather(const void* data, std::size_t bytes, int root) {
-  assert(root == 0);
+  MDN_CHECK(root == 0);
   (void)root;
   const auto* p = static_cast<const char*>(data);
   return std::vector<char>(p, p + bytes);
 }
 
 void SelfComm::broadcast_raw(void*, std::size_t, int root) {
-  assert(root == 0);
+  MDN_CHECK(root == 0);
   (void)root;
 }
 
@@ -180,7 +179,7 @@ void MpiComm::exchange_rows(const float* send, std::size_t width,
                             const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
                             const std::vector<std::int64_t>& recv_counts) {
   const auto P = static_cast<std::size_t>(size_);
-  assert(send_rows.size() == P && recv_counts.size() == P);
+  MDN_CHECK(send_rows.size() == P && recv_counts.size() == P);
   MPI_Datatype raw = MPI_DATATYPE_NULL;
   check_mpi(MPI_Type_contiguous(static_cast<int>(width), MPI_FLOAT, &raw), "MPI_Type_contiguous");
   const Datatype row(raw);

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cassert>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -409,7 +408,7 @@ void TrainData::start_epoch(std::int64_t epoch) {
     }
   }
   const Index total = static_cast<Index>(need.size());
-  assert(total <= received_.cols());
+  MDN_CHECK(total <= received_.cols());
   std::vector<Index> first(static_cast<std::size_t>(P), 0);
   for (int s = 1; s < P; ++s)
     first[static_cast<std::size_t>(s)] = first[static_cast<std::size_t>(s - 1)] + counts[static_cast<std::size_t>(s - 1)];

@@ -1,6 +1,5 @@
 #include "mdn/reducer.hpp"
 
-#include <cassert>
 #include <cmath>
 
 #include "mdn/error.hpp"
@@ -48,7 +47,7 @@ GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max
 }
 
 float* GradientReducer::gradient(Index k) {
-  assert(k < static_cast<Index>(loss_.size()));
+  MDN_CHECK(k < static_cast<Index>(loss_.size()));
   return held_[mode_ == Reduction::exact ? static_cast<std::size_t>(k) : 0].data();
 }
 

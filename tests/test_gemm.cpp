@@ -93,6 +93,17 @@ TEST_P(GemmAtLevel, AnElementDependsOnItsRowAndColumnOnlyNotOnTheShape) {
   EXPECT_EQ(c2, c);
 }
 
+TEST_P(GemmAtLevel, ShapesBeyondTheSiteOrThatDoNotAgreeAreCaughtInEveryBuild) {
+  // MDN_CHECK, not assert: the check holds in release builds, where the tests run.
+  Gemm<float> gemm(GetParam(), 40, 30, 20, false);
+  const Mat<float> a = Mat<float>::Ones(50, 20), b = Mat<float>::Ones(20, 30);
+  Mat<float> c(50, 30);
+  EXPECT_THROW(gemm.run(operand(a), operand(b), mutable_operand(c)), std::logic_error);  // 50 rows > 40
+  Mat<float> c2(40, 30);
+  EXPECT_THROW(gemm.run(operand(a.topRows(40)), operand(b.topRows(10)), mutable_operand(c2)), std::logic_error);
+  EXPECT_NO_THROW(gemm.run(operand(a.topRows(40)), operand(b), mutable_operand(c2)));
+}
+
 TEST_P(GemmAtLevel, BlockingDoesNotDependOnTheDetectedCaches) {
   const Gemm<float> first(GetParam(), 1024, 128, 1024, false);
   Eigen::setCpuCacheSizes(48 * 1024, 2 * 1024 * 1024, 256 * 1024 * 1024);

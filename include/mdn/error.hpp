@@ -1,7 +1,8 @@
 // Errors and exit codes.
 //
 // Three kinds of failure, three mechanisms (README, "Exit codes"):
-//   - programmer errors are assert()s;
+//   - programmer errors are MDN_CHECKs (cheap checks where data crosses a module boundary,
+//     always on) and assert()s (costly ones, off in release builds);
 //   - user and environment errors are mdn::Error, carrying the process exit code;
 //   - numerical outcomes (non-finite gradients, ...) are statuses the trainer acts on.
 // An Error is caught once, in main. Errors found on one rank are settled collectively with

@@ -29,7 +29,6 @@
 
 #include <immintrin.h>
 
-#include <cassert>
 #include <cstring>
 
 namespace mdn::MDN_LEVEL {
@@ -423,7 +422,7 @@ void apply_epilogue(const Epilogue<S>& ep, const Operand<S>& c) {
 
 template <class S>
 void Gemm<S>::run(Operand<const S> a, Operand<const S> b, Operand<S> c, const Epilogue<S>& epilogue) const {
-  assert(c.row_major == result_row_major_);
+  MDN_CHECK(c.row_major == result_row_major_);
   Epilogue<S> ep = epilogue;
   if (c.row_major) {  // C = A B  <=>  C^T = B^T A^T, with C^T column-major
     const Operand<const S> at = a.t();
@@ -435,8 +434,8 @@ void Gemm<S>::run(Operand<const S> a, Operand<const S> b, Operand<S> c, const Ep
   const Index m = c.rows;
   const Index n = c.cols;
   const Index k = a.cols;
-  assert(a.rows == m && b.rows == k && b.cols == n);
-  assert(m <= max_rows_ && n <= max_cols_ && k <= max_depth_);
+  MDN_CHECK(a.rows == m && b.rows == k && b.cols == n);
+  MDN_CHECK(m <= max_rows_ && n <= max_cols_ && k <= max_depth_);
   if (m == 0 || n == 0) return;
   if constexpr (std::is_same_v<S, float>) {
     const bool transposed = !eigen_only_ && own_kernel_transposed(m, n, k);

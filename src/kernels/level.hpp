@@ -23,6 +23,7 @@
 #include <memory>
 #include <vector>
 
+#include "mdn/error.hpp"
 #include "mdn/kernels.hpp"
 
 namespace mdn::MDN_LEVEL {

@@ -6,7 +6,6 @@
 // wherever it sits in the micro-batch, and no C library function is called.
 #include "level.hpp"
 
-#include <cassert>
 
 namespace mdn::MDN_LEVEL {
 
@@ -58,7 +57,7 @@ MixtureHead<S>::MixtureHead(int components, int output_dim, SigmaMode mode, doub
 
 template <class S>
 void MixtureHead<S>::load(const S* head, Index ld_head, Index n) {
-  assert(n <= max_n_);
+  MDN_CHECK(n <= max_n_);
   const Index np = padded(n);
   for (int o = 0; o < O_; ++o) {
     double* dst = h_.data() + o * pad_n_;

@@ -7,7 +7,6 @@
 // contiguous column for the mixture head's element-wise work.
 #include "level.hpp"
 
-#include <cassert>
 
 namespace mdn::MDN_LEVEL {
 
@@ -89,7 +88,7 @@ NetworkImpl<S>::NetworkImpl(const ModelSpec& spec, Index max_n)
 
 template <class S>
 Operand<const S> NetworkImpl<S>::forward(const S* params, const S* x, Index ld_x, Index n) {
-  assert(n <= max_n_);
+  MDN_CHECK(n <= max_n_);
   const int hidden = static_cast<int>(act_.size());
   for (int i = 0; i < hidden; ++i) {
     const auto layer = layer_view(params, layout_, i);
