@@ -55,7 +55,7 @@ std::string bytes_of(const void* p, std::size_t n) { return std::string(static_c
 
 /// A slot's dataset shape: weights (out, in), biases (out,).
 std::vector<hsize_t> slot_dims(const Slot& s) {
-  if (s.name.find("weight") != std::string::npos)
+  if (s.kind == Slot::Kind::weight)
     return {static_cast<hsize_t>(s.rows), static_cast<hsize_t>(s.cols)};
   return {static_cast<hsize_t>(s.rows)};
 }

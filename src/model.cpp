@@ -24,9 +24,9 @@ Layout::Layout(const ModelSpec& spec) : layers_(spec.layers()) {
     const Index in = spec.layer_in(i);
     const Index out = spec.layer_out(i);
     const std::string prefix = "layers/" + std::to_string(i) + "/";
-    slots_.push_back({prefix + "weight", size_, out, in, true, i});
+    slots_.push_back({prefix + "weight", size_, out, in, true, i, Slot::Kind::weight});
     size_ += out * in;
-    slots_.push_back({prefix + "bias", size_, out, 1, false, i});
+    slots_.push_back({prefix + "bias", size_, out, 1, false, i, Slot::Kind::bias});
     size_ += out;
   }
   // The slots tile the buffer: each starts where the previous ends.

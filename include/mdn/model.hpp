@@ -61,12 +61,14 @@ struct ModelSpec {
 
 /// One tensor in the flat buffer.
 struct Slot {
+  enum class Kind { weight, bias };
   std::string name;  ///< "layers/<i>/weight" or "layers/<i>/bias": its path under /model
   Index offset;      ///< first element in the buffer
   Index rows;        ///< out
   Index cols;        ///< in for a weight, 1 for a bias
   bool decays;       ///< weight decay applies (weights yes, biases no)
   int layer;
+  Kind kind;
   Index size() const { return rows * cols; }
 };
 
