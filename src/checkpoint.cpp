@@ -87,31 +87,9 @@ class Writer {
     datasets_[path] = bytes_of(data, n * sizeof(T));
   }
 
-  void attr(const std::string& obj, const std::string& name, const std::string& value) {
-    const h5::Handle type = h5::checked(H5Tcopy(H5T_C_S1), what(name));
-    h5::check(H5Tset_size(type.get(), H5T_VARIABLE), what(name));
-    h5::check(H5Tset_cset(type.get(), H5T_CSET_UTF8), what(name));
-    const h5::Handle space = h5::checked(H5Screate(H5S_SCALAR), what(name));
-    const h5::Handle a = create_attr(obj, name, type.get(), space.get());
-    const char* p = value.c_str();
-    h5::check(H5Awrite(a.get(), type.get(), &p), what(name));
-  }
-  void attr(const std::string& obj, const std::string& name, std::int64_t value) {
-    const h5::Handle space = h5::checked(H5Screate(H5S_SCALAR), what(name));
-    const h5::Handle a = create_attr(obj, name, H5T_STD_I64LE, space.get());
-    h5::check(H5Awrite(a.get(), H5T_NATIVE_INT64, &value), what(name));
-  }
-  void attr(const std::string& obj, const std::string& name, double value) {
-    const h5::Handle space = h5::checked(H5Screate(H5S_SCALAR), what(name));
-    const h5::Handle a = create_attr(obj, name, H5T_IEEE_F64LE, space.get());
-    h5::check(H5Awrite(a.get(), H5T_NATIVE_DOUBLE, &value), what(name));
-  }
-  void attr(const std::string& obj, const std::string& name, const std::vector<std::int64_t>& value) {
-    const hsize_t n = value.size();
-    const h5::Handle space = h5::checked(H5Screate_simple(1, &n, nullptr), what(name));
-    const h5::Handle a = create_attr(obj, name, H5T_STD_I64LE, space.get());
-    const std::int64_t none = 0;  // HDF5 refuses a null buffer even for no elements
-    h5::check(H5Awrite(a.get(), H5T_NATIVE_INT64, value.empty() ? &none : value.data()), what(name));
+  template <class T>
+  void attr(const std::string& obj, const std::string& name, const T& value) {
+    h5::write_attribute(file_.get(), obj, name, value, what(name));
   }
 
   const std::map<std::string, std::string>& datasets() const { return datasets_; }
@@ -124,10 +102,6 @@ class Writer {
   }
 
  private:
-  h5::Handle create_attr(const std::string& obj, const std::string& name, hid_t type, hid_t space) {
-    return h5::checked(H5Acreate_by_name(file_.get(), obj.c_str(), name.c_str(), type, space, H5P_DEFAULT,
-                                         H5P_DEFAULT, H5P_DEFAULT), what(name));
-  }
   std::string what(const std::string& part) const { return fmt::format("writing checkpoint '{}' ({})", path_, part); }
 
   std::string path_;
@@ -249,23 +223,7 @@ class Reader {
 
   std::string str(const std::string& obj, const std::string& name) const {
     const h5::Handle a = open_attr(obj, name, H5T_STRING, 1);
-    const h5::Handle t(H5Aget_type(a.get()));
-    if (H5Tis_variable_str(t.get()) > 0) {
-      const h5::Handle mt(H5Tcopy(H5T_C_S1));
-      H5Tset_size(mt.get(), H5T_VARIABLE);
-      H5Tset_cset(mt.get(), H5Tget_cset(t.get()));
-      char* p = nullptr;
-      if (H5Aread(a.get(), mt.get(), &p) < 0 || p == nullptr) fail(fmt::format("attribute '{}' cannot be read", name));
-      std::string v(p);
-      const h5::Handle space(H5Aget_space(a.get()));
-      H5Dvlen_reclaim(mt.get(), space.get(), H5P_DEFAULT, &p);
-      return v;
-    }
-    const std::size_t n = H5Tget_size(t.get());
-    if (n == 0 || n > (1u << 24)) fail(fmt::format("attribute '{}' has an implausible size", name));
-    std::string v(n, '\0');
-    if (H5Aread(a.get(), t.get(), v.data()) < 0) fail(fmt::format("attribute '{}' cannot be read", name));
-    return v.substr(0, v.find('\0'));
+    return h5::read_string(a, fmt::format("checkpoint '{}': attribute '{}' cannot be read", path_, name), Exit::input);
   }
 
   std::int64_t i64(const std::string& obj, const std::string& name) const {
@@ -335,17 +293,8 @@ class Reader {
   /// Raw bytes of every dataset, by path, for the checksum; a dataset larger than
   /// `max_bytes` is refused before it is read (a hostile file cannot make mdn allocate it).
   std::map<std::string, std::string> all_datasets(double max_bytes) const {
-    std::vector<std::string> paths;
-    auto visit = [](hid_t group, const char* name, const H5L_info_t*, void* out) -> herr_t {
-      const hid_t ds = H5Dopen2(group, name, H5P_DEFAULT);
-      if (ds >= 0) {
-        static_cast<std::vector<std::string>*>(out)->push_back(name);
-        H5Dclose(ds);
-      }
-      return 0;
-    };
-    if (H5Lvisit(file_.get(), H5_INDEX_NAME, H5_ITER_INC, visit, &paths) < 0) fail("cannot list its datasets");
-    h5::take_error_stack();
+    const std::vector<std::string> paths =
+        h5::dataset_paths(file_.get(), true, fmt::format("checkpoint '{}': its datasets cannot be listed", path_), Exit::input);
     std::map<std::string, std::string> out;
     for (const auto& p : paths) {
       const h5::Handle ds(H5Dopen2(file_.get(), p.c_str(), H5P_DEFAULT));

@@ -18,22 +18,6 @@ namespace mdn {
 
 namespace {
 
-std::vector<std::string> root_datasets(hid_t file) {
-  std::vector<std::string> names;
-  // H5L_info_t and H5Literate map to the library's default API version (1.10 or later).
-  auto visit = [](hid_t group, const char* name, const H5L_info_t*, void* out) -> herr_t {
-    const hid_t ds = H5Dopen2(group, name, H5P_DEFAULT);  // fails for groups and other objects
-    if (ds >= 0) {
-      static_cast<std::vector<std::string>*>(out)->push_back(name);
-      H5Dclose(ds);
-    }
-    return 0;
-  };
-  H5Literate(file, H5_INDEX_NAME, H5_ITER_INC, nullptr, visit, &names);
-  h5::take_error_stack();
-  return names;
-}
-
 std::string join(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& e : v) s += (s.empty() ? "" : ", ") + ("'" + e + "'");
@@ -66,13 +50,13 @@ DatasetInfo describe_dataset(hid_t file, const std::string& path, const std::str
     h5::take_error_stack();
     if (exists <= 0)
       throw input_error("{}: no dataset '{}' ({}datasets in the file: {})", where, name,
-                        origin.empty() ? "" : "named by " + origin + "; ", join(root_datasets(file)));
+                        origin.empty() ? "" : "named by " + origin + "; ", join(h5::dataset_paths(file, false, where, Exit::input)));
   }
   const h5::Handle ds = h5::checked(H5Dopen2(file, name.c_str(), H5P_DEFAULT),
                                     fmt::format("{}: cannot open dataset '{}'", where, name), Exit::input);
   const h5::Handle type = h5::checked(H5Dget_type(ds.get()), "H5Dget_type", Exit::input);
-  const H5T_class_t cls = H5Tget_class(type.get());
-  d.bytes = H5Tget_size(type.get());
+  const H5T_class_t cls = h5::check(H5Tget_class(type.get()), "H5Tget_class", Exit::input);
+  d.bytes = H5Tget_size(type.get());  // 0 on failure, refused below
   if (cls != H5T_FLOAT || (d.bytes != 4 && d.bytes != 8))
     throw input_error("{}: dataset '{}' holds {} {}-byte values; mdn reads float32 or float64", where,
                       name, type_class_name(cls), d.bytes);
@@ -92,15 +76,16 @@ DatasetInfo describe_dataset(hid_t file, const std::string& path, const std::str
   d.cols = static_cast<Index>(dims[1]);
 
   const h5::Handle dcpl = h5::checked(H5Dget_create_plist(ds.get()), "H5Dget_create_plist", Exit::input);
-  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  const H5D_layout_t layout = h5::check(H5Pget_layout(dcpl.get()), "H5Pget_layout", Exit::input);
   d.storage = layout == H5D_CHUNKED ? "chunked" : layout == H5D_COMPACT ? "compact" : "contiguous";
-  const int filters = H5Pget_nfilters(dcpl.get());
+  const int filters = h5::check(H5Pget_nfilters(dcpl.get()), "H5Pget_nfilters", Exit::input);
   for (int i = 0; i < filters; ++i) {
     unsigned flags = 0;
     std::size_t nelmts = 0;
     char fname[64] = {0};
-    const H5Z_filter_t f = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &nelmts,
-                                          nullptr, sizeof fname, fname, nullptr);
+    const H5Z_filter_t f = h5::check(H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &nelmts, nullptr,
+                                                    sizeof fname, fname, nullptr),
+                                     "H5Pget_filter2", Exit::input);
     d.storage += f == H5Z_FILTER_DEFLATE ? ", gzip" : fmt::format(", {}", fname[0] ? fname : "filter");
   }
   return d;

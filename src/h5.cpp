@@ -76,6 +76,94 @@ std::string file_image(const Handle& file, std::string_view what) {
   return bytes;
 }
 
+namespace {
+
+Handle string_type(std::string_view what) {
+  Handle type = checked(H5Tcopy(H5T_C_S1), what);
+  check(H5Tset_size(type.get(), H5T_VARIABLE), what);
+  check(H5Tset_cset(type.get(), H5T_CSET_UTF8), what);
+  return type;
+}
+
+/// Creates attribute `name` on `obj` with a file type and a dataspace, and writes `data` of
+/// memory type `mem_type`.
+void put_attribute(hid_t file, const std::string& obj, const std::string& name, hid_t file_type, const Handle& space,
+                   hid_t mem_type, const void* data, std::string_view what) {
+  const Handle a = checked(H5Acreate_by_name(file, obj.c_str(), name.c_str(), file_type, space.get(), H5P_DEFAULT,
+                                             H5P_DEFAULT, H5P_DEFAULT),
+                           what);
+  check(H5Awrite(a.get(), mem_type, data), what);
+}
+
+}  // namespace
+
+void write_attribute(hid_t file, const std::string& obj, const std::string& name, const std::string& value,
+                     std::string_view what) {
+  const Handle type = string_type(what);
+  const char* p = value.c_str();
+  put_attribute(file, obj, name, type.get(), checked(H5Screate(H5S_SCALAR), what), type.get(), &p, what);
+}
+
+void write_attribute(hid_t file, const std::string& obj, const std::string& name, std::int64_t value,
+                     std::string_view what) {
+  put_attribute(file, obj, name, H5T_STD_I64LE, checked(H5Screate(H5S_SCALAR), what), H5T_NATIVE_INT64, &value, what);
+}
+
+void write_attribute(hid_t file, const std::string& obj, const std::string& name, double value,
+                     std::string_view what) {
+  put_attribute(file, obj, name, H5T_IEEE_F64LE, checked(H5Screate(H5S_SCALAR), what), H5T_NATIVE_DOUBLE, &value,
+                what);
+}
+
+void write_attribute(hid_t file, const std::string& obj, const std::string& name,
+                     const std::vector<std::int64_t>& value, std::string_view what) {
+  const hsize_t n = value.size();
+  const std::int64_t none = 0;  // HDF5 refuses a null buffer even for no elements
+  put_attribute(file, obj, name, H5T_STD_I64LE, checked(H5Screate_simple(1, &n, nullptr), what), H5T_NATIVE_INT64,
+                value.empty() ? &none : value.data(), what);
+}
+
+std::string read_string(const Handle& attribute, std::string_view what, Exit code) {
+  const Handle type = checked(H5Aget_type(attribute.get()), what, code);
+  if (check(H5Tis_variable_str(type.get()), what, code) > 0) {
+    const Handle mem = checked(H5Tcopy(H5T_C_S1), what, code);
+    check(H5Tset_size(mem.get(), H5T_VARIABLE), what, code);
+    check(H5Tset_cset(mem.get(), check(H5Tget_cset(type.get()), what, code)), what, code);
+    char* p = nullptr;
+    check(H5Aread(attribute.get(), mem.get(), &p), what, code);
+    if (p == nullptr) fail(what, code);
+    std::string v(p);
+    const Handle space = checked(H5Aget_space(attribute.get()), what, code);
+    check(H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, &p), what, code);
+    return v;
+  }
+  const std::size_t n = H5Tget_size(type.get());
+  if (n == 0 || n > (1u << 24)) throw Error(code, fmt::format("{}: implausible string size {}", what, n));
+  std::string v(n, '\0');
+  check(H5Aread(attribute.get(), type.get(), v.data()), what, code);
+  return v.substr(0, v.find('\0'));
+}
+
+std::vector<std::string> dataset_paths(hid_t file, bool recursive, std::string_view what, Exit code) {
+  std::vector<std::string> paths;
+  // H5L_info_t, H5Literate and H5Lvisit map to the library's default API version (1.10 or later).
+  // Whether a link is a dataset is asked by opening it as one: its failure for a group or a
+  // dangling link is the answer, not an error (H5Oget_info's signature changes between HDF5
+  // versions); the error stack it leaves is cleared.
+  auto visit = [](hid_t group, const char* name, const H5L_info_t*, void* out) -> herr_t {
+    const hid_t ds = H5Dopen2(group, name, H5P_DEFAULT);
+    if (ds >= 0) {
+      static_cast<std::vector<std::string>*>(out)->push_back(name);
+      if (H5Dclose(ds) < 0) return -1;
+    }
+    return 0;
+  };
+  if (recursive) check(H5Lvisit(file, H5_INDEX_NAME, H5_ITER_INC, visit, &paths), what, code);
+  else check(H5Literate(file, H5_INDEX_NAME, H5_ITER_INC, nullptr, visit, &paths), what, code);
+  take_error_stack();
+  return paths;
+}
+
 void Handle::close(std::string_view what, Exit code) {
   if (!valid()) return;
   const hid_t id = std::exchange(id_, H5I_INVALID_HID);

@@ -115,14 +115,7 @@ void write_output(const std::string& path, const std::vector<OutputDataset>& set
     }
     for (const auto& [key, value] : attrs.items()) {
       const std::string text = value.is_string() ? value.get<std::string>() : value.dump();
-      const h5::Handle type = h5::checked(H5Tcopy(H5T_C_S1), "type");
-      H5Tset_size(type.get(), H5T_VARIABLE);
-      H5Tset_cset(type.get(), H5T_CSET_UTF8);
-      const h5::Handle space = h5::checked(H5Screate(H5S_SCALAR), "space");
-      const h5::Handle a = h5::checked(H5Acreate2(f.get(), key.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                                       fmt::format("'{}': attribute '{}'", path, key));
-      const char* p = text.c_str();
-      h5::check(H5Awrite(a.get(), type.get(), &p), key);
+      h5::write_attribute(f.get(), "/", key, text, fmt::format("'{}': attribute '{}'", path, key));
     }
     bytes = h5::file_image(f, fmt::format("'{}'", path));
   }

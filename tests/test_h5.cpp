@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <string>
+#include <vector>
+
 #include "mdn/h5.hpp"
 #include "support/process.hpp"
 
@@ -66,6 +70,43 @@ TEST(H5, CloseReportsAndInvalidates) {
   EXPECT_NO_THROW(space.close("closing twice is a no-op"));
   h5::Handle bogus(987654321);  // not an id HDF5 knows
   EXPECT_THROW(bogus.close("close bogus id"), Error);
+}
+
+TEST(H5, AttributesAndDatasetListingsReadBackAsPythonWouldSeeThem) {
+  h5::quiet();
+  test::TempDir dir;
+  const std::string path = dir / "a.h5";
+  {
+    const h5::Handle f = h5::checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "create");
+    const h5::Handle lcpl = h5::checked(H5Pcreate(H5P_LINK_CREATE), "lcpl");
+    h5::check(H5Pset_create_intermediate_group(lcpl.get(), 1), "lcpl");
+    const hsize_t n = 2;
+    const double v[2] = {1, 2};
+    for (const char* name : {"b", "a", "g/inner/d"}) {
+      const h5::Handle space = h5::checked(H5Screate_simple(1, &n, nullptr), "space");
+      const h5::Handle ds = h5::checked(
+          H5Dcreate2(f.get(), name, H5T_IEEE_F64LE, space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), name);
+      h5::check(H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), name);
+    }
+    h5::write_attribute(f.get(), "/", "text", std::string("hello"), "text");
+    h5::write_attribute(f.get(), "/", "utf8", std::string("grüße"), "utf8");
+    h5::write_attribute(f.get(), "/", "count", std::int64_t{-7}, "count");
+    h5::write_attribute(f.get(), "/g", "real", 0.25, "real");
+    h5::write_attribute(f.get(), "/", "list", std::vector<std::int64_t>{3, 4, 5}, "list");
+    h5::write_attribute(f.get(), "/", "empty", std::vector<std::int64_t>{}, "empty");
+    EXPECT_THROW(h5::write_attribute(f.get(), "/no/such/group", "x", 1.0, "x"), Error);
+    EXPECT_EQ(h5::dataset_paths(f.get(), false, "list", Exit::input), (std::vector<std::string>{"a", "b"}));
+    EXPECT_EQ(h5::dataset_paths(f.get(), true, "list", Exit::input),
+              (std::vector<std::string>{"a", "b", "g/inner/d"}));
+    const h5::Handle a = h5::checked(H5Aopen_by_name(f.get(), "/", "utf8", H5P_DEFAULT, H5P_DEFAULT), "open");
+    EXPECT_EQ(h5::read_string(a, "utf8", Exit::input), "grüße");
+  }
+  // As another program sees them (h5dump: types and values).
+  const test::RunResult r = test::run({"h5dump", "-A", path});
+  EXPECT_EQ(r.exit_code, 0) << r.all();
+  for (const char* expected : {"H5T_STRING", "CSET H5T_CSET_UTF8", "\"hello\"", "H5T_STD_I64LE", "-7",
+                               "H5T_IEEE_F64LE", "0.25", "3, 4, 5"})
+    EXPECT_NE(r.out.find(expected), std::string::npos) << expected << "\n" << r.out;
 }
 
 }  // namespace

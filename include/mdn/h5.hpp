@@ -1,4 +1,5 @@
-// Owners for HDF5 ids and a checked-call wrapper.
+// Owners for HDF5 ids, a checked-call wrapper, and the checked operations that mdn's files share:
+// typed attributes, string attributes read back, dataset listings.
 //
 // Every raw HDF5 call in mdn goes through h5::check, which turns a negative return into an
 // mdn::Error carrying HDF5's own description of what went wrong. HDF5's automatic printing of
@@ -7,10 +8,12 @@
 
 #include <hdf5.h>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "mdn/error.hpp"
 
@@ -78,6 +81,27 @@ Handle create_in_memory(const std::string& name);
 
 /// The complete file image of an in-memory file, after flushing it.
 std::string file_image(const Handle& file, std::string_view what);
+
+/// Attributes as mdn's files hold them: strings as variable-length UTF-8 scalars, integers as
+/// little-endian int64, reals as little-endian float64. `obj` is a path from the file's root
+/// ("/" for the root); `what` names the attribute in the error (exit 1).
+void write_attribute(hid_t file, const std::string& obj, const std::string& name, const std::string& value,
+                     std::string_view what);
+void write_attribute(hid_t file, const std::string& obj, const std::string& name, std::int64_t value,
+                     std::string_view what);
+void write_attribute(hid_t file, const std::string& obj, const std::string& name, double value,
+                     std::string_view what);
+void write_attribute(hid_t file, const std::string& obj, const std::string& name,
+                     const std::vector<std::int64_t>& value, std::string_view what);
+
+/// The value of a string attribute, variable- or fixed-length (fixed: up to the first NUL, at
+/// most 16 MiB); every call checked, failures thrown with `code`.
+std::string read_string(const Handle& attribute, std::string_view what, Exit code);
+
+/// Paths of the datasets in `file`, in name order: those at the root (their names), or with
+/// `recursive` every dataset of the tree (paths such as "model/layers/0/weight"). Links to
+/// groups and other objects are passed over.
+std::vector<std::string> dataset_paths(hid_t file, bool recursive, std::string_view what, Exit code);
 
 }  // namespace mdn::h5
 
