@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <regex>
 
 #include "mdn/config.hpp"
 #include "mdn/error.hpp"
@@ -410,5 +411,22 @@ Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
   }
   return c;
 }
+
+std::string checkpoint_dir(const std::string& run_dir) { return run_dir + "/checkpoints"; }
+
+std::vector<std::pair<std::int64_t, std::string>> step_checkpoints(const std::string& dir) {
+  static const std::regex pattern(R"(step-(\d{8,})\.h5)");
+  std::vector<std::pair<std::int64_t, std::string>> found;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::smatch m;
+    if (std::regex_match(name, m, pattern) && it->is_regular_file(ec))
+      found.emplace_back(std::stoll(m[1].str()), it->path().string());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
 
 }  // namespace mdn

@@ -10,6 +10,7 @@
 #include "mdn/cpu.hpp"
 #include "mdn/error.hpp"
 #include "mdn/faults.hpp"
+#include "mdn/resume.hpp"
 #include "mdn/inference.hpp"
 #include "mdn/prepare.hpp"
 #include "mdn/signals.hpp"
@@ -78,11 +79,9 @@ void add_model_inputs(CLI::App& cmd, ModelInputs& o) {
 void run_check(const CheckOptions& o, Comm& world) {
   // Everything `mdn train` would refuse, including the resume against the run directory's
   // checkpoints; the data is scanned even when the run is already finished.
-  ResumeDecision resume;
-  const Prepared p = prepare(o.config, o.sets, world, [&](Prepared& prep) {
-    resume = decide_resume(prep, world);
-    prep.skip_data = false;
-  });
+  Prepared p = prepare(o.config, o.sets, world);
+  const ResumeDecision resume = decide_resume(p, world);
+  read_data(p, resume.continuation(p.config), world);
   const std::string text = summary(p, world) + "resume     " + describe(resume) + "\n";
   print_root(world, text + "ok: the config and the data are valid for " + std::to_string(world.size()) +
                         (world.size() == 1 ? " rank\n" : " ranks\n"));

@@ -79,12 +79,10 @@ void check_run_dir(const Config& c) {
     throw input_error("{}: cannot create '{}': '{}' is not writable", what, c.run.dir, p.string());
 }
 
-Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm,
-                 const std::function<void(Prepared&)>& before_reading) {
+Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm) {
   Prepared p;
   p.config = load_config_collectively(config_path, sets, comm);
   const Config& c = p.config;
-  const auto start = std::chrono::steady_clock::now();
 
   // Headers first, on every rank (they see the same files): cheap, and all errors are settled.
   comm.collectively([&] {
@@ -117,14 +115,21 @@ Prepared prepare(const std::string& config_path, const std::vector<std::string>&
                             c.where("train.drop_last"), c.train.batch_size, N),
                 true);
 
-  if (before_reading) before_reading(p);
-  p.cpu = choose_cpu_level(c.run.cpu, c.where("run.cpu") + "run.cpu", p.previous_cpu, p.resuming, comm);
-  if (p.skip_data) return p;
+  return p;
+}
+
+void read_data(Prepared& p, const Continuation& from, Comm& comm) {
+  const Config& c = p.config;
+  const auto start = std::chrono::steady_clock::now();
+  p.cpu = choose_cpu_level(c.run.cpu, c.where("run.cpu") + "run.cpu", from.cpu, from.resuming, comm);
 
   // Data: this rank's shard; normalisation statistics from the training rows (exact).
+  const Index N = p.train_file.x.rows;
+  const int D = static_cast<int>(p.train_file.x.cols);
+  const int L = static_cast<int>(p.train_file.y.cols);
   p.train_range = shard_of(N, comm.size(), comm.rank());
-  if (p.fixed_norm) {
-    p.norm = *p.fixed_norm;
+  if (from.norm) {
+    p.norm = *from.norm;
     p.train_shard = read_shard(p.train_file, p.train_range, comm, &p.norm, nullptr);
   } else {
     p.train_shard = read_shard(p.train_file, p.train_range, comm, nullptr,
@@ -136,7 +141,6 @@ Prepared prepare(const std::string& config_path, const std::vector<std::string>&
     p.valid_shard = read_shard(*p.valid_file, p.valid_range, comm, &p.norm, nullptr);
   }
   p.read_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return p;
 }
 
 std::int64_t total_steps(const Config& c, const BatchSpec& b) {

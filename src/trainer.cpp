@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <regex>
 #include <thread>
 
 #include "mdn/build_info.hpp"
@@ -16,6 +15,7 @@
 #include "mdn/error.hpp"
 #include "mdn/evaluate.hpp"
 #include "mdn/faults.hpp"
+#include "mdn/resume.hpp"
 #include "mdn/schedule.hpp"
 #include "mdn/signals.hpp"
 #include "mdn/timer.hpp"
@@ -39,23 +39,6 @@ std::string human_rate(double r) {
   if (r >= 1e6) return fmt::format("{:.2f}M", r / 1e6);
   if (r >= 1e3) return fmt::format("{:.1f}k", r / 1e3);
   return fmt::format("{:.0f}", r);
-}
-
-std::string checkpoint_dir(const Config& c) { return c.run.dir + "/checkpoints"; }
-
-/// Step checkpoints in dir, oldest first ("step-XXXXXXXX.h5" only: temporaries never match).
-std::vector<std::pair<std::int64_t, std::string>> step_checkpoints(const std::string& dir) {
-  static const std::regex pattern(R"(step-(\d{8,})\.h5)");
-  std::vector<std::pair<std::int64_t, std::string>> found;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    std::smatch m;
-    if (std::regex_match(name, m, pattern) && it->is_regular_file(ec))
-      found.emplace_back(std::stoll(m[1].str()), it->path().string());
-  }
-  std::sort(found.begin(), found.end());
-  return found;
 }
 
 }  // namespace
@@ -257,7 +240,7 @@ Checkpoint Trainer::snapshot() const {
 void Trainer::save_step_checkpoint() {
   ScopedTimer t(interval_.t_other);
   comm_.set_phase("writing a checkpoint (rank 0)", step_);
-  const std::string dir = checkpoint_dir(c_);
+  const std::string dir = checkpoint_dir(c_.run.dir);
   const std::string path = checkpoint_name(dir, step_);
   comm_.collectively([&] {
     if (!comm_.is_root()) return;
@@ -276,7 +259,7 @@ void Trainer::save_step_checkpoint() {
 void Trainer::save_best() {
   ScopedTimer t(interval_.t_other);
   comm_.set_phase("writing best.h5 (rank 0)", step_);
-  const std::string path = checkpoint_dir(c_) + "/best.h5";
+  const std::string path = checkpoint_dir(c_.run.dir) + "/best.h5";
   comm_.collectively([&] {
     if (!comm_.is_root()) return;
     write_checkpoint(path, snapshot());
@@ -309,7 +292,7 @@ RunEnd Trainer::run() {
           throw Error(Exit::failure,
                       fmt::format("step {}: non-finite loss or gradient on some rank (train.nonfinite: "
                                   "stop); the last good state is in '{}'",
-                                  step_ + 1, checkpoint_name(checkpoint_dir(c_), step_)),
+                                  step_ + 1, checkpoint_name(checkpoint_dir(c_.run.dir), step_)),
                       true);
         }
         ++skipped_;
@@ -342,7 +325,7 @@ RunEnd Trainer::run() {
         if (last_checkpoint_step_ != step_) save_step_checkpoint();
         if (comm_.is_root()) {
           std::printf("stopped by a signal at step %lld: checkpoint '%s'; run the same command to resume (exit code 75)\n",
-                      static_cast<long long>(step_), checkpoint_name(checkpoint_dir(c_), step_).c_str());
+                      static_cast<long long>(step_), checkpoint_name(checkpoint_dir(c_.run.dir), step_).c_str());
           std::fflush(stdout);
         }
         return RunEnd::stopped_by_signal;
@@ -362,7 +345,7 @@ RunEnd Trainer::run() {
   if (comm_.is_root()) {
     std::printf("done: %lld steps%s; model in '%s'\n", static_cast<long long>(step_),
                 skipped_ > 0 ? fmt::format(" ({} skipped)", skipped_).c_str() : "",
-                checkpoint_name(checkpoint_dir(c_), step_).c_str());
+                checkpoint_name(checkpoint_dir(c_.run.dir), step_).c_str());
     std::fflush(stdout);
   }
   return RunEnd::finished;
@@ -401,97 +384,6 @@ void Trainer::write_summary() {
 
 namespace {
 
-/// Keys a resumed run must share with its checkpoint (README, "Resuming"): they decide the model,
-/// the data, the optimizer state's shape and the sequence of batches.
-const std::vector<std::string>& resume_fixed_keys() {
-  static const std::vector<std::string> keys = {
-      "model.hidden",  "model.activation", "model.components", "model.sigma",      "model.sigma_min",
-      "data.train",    "data.x",           "data.y",           "data.normalize",   "run.seed",
-      "train.batch_size", "train.micro_batch", "train.drop_last", "optimizer.name"};
-  return keys;
-}
-
-std::string resolved_path(const std::string& p) {
-  std::error_code ec;
-  const fs::path r = fs::weakly_canonical(fs::absolute(p), ec);
-  return ec ? p : r.string();
-}
-
-std::string key_value(const Config& c, const std::string& key) {
-  for (const auto& k : keys())
-    if (k.key == key) return k.get(c);
-  return "";
-}
-
-/// Checks a checkpoint's config against this run's; returns the keys that changed (allowed).
-json check_resume_config(const Config& now, const Checkpoint& ck, const std::string& ck_path) {
-  Config then;
-  try {
-    then = parse_config(ck.config, ck_path + " (stored config)");
-  } catch (const Error& e) {
-    throw input_error("checkpoint '{}': its stored config is not valid: {}", ck_path, e.what());
-  }
-  for (const std::string& key : resume_fixed_keys()) {
-    const std::string a = key_value(then, key);
-    const std::string b = key_value(now, key);
-    // The training file may be named differently (relative, absolute, through a link) as long
-    // as it is the same file; a relative path is taken from the working directory.
-    const bool is_path = key == "data.train";
-    const std::string ra = is_path ? resolved_path(a) : a, rb = is_path ? resolved_path(b) : b;
-    if (ra != rb)
-      throw input_error("{}{}: is {} here but {} in the checkpoint '{}'{}; it cannot change when resuming "
-                        "(use a new run.dir, or checkpoint.resume: never with an empty one)",
-                        now.where(key), key, b, a, ck_path,
-                        is_path ? fmt::format(" (that is '{}' from this working directory, this run's is '{}')", ra, rb)
-                                : "");
-  }
-  const bool momentum_then = then.optimizer.name == OptimizerKind::sgd && then.optimizer.momentum != 0;
-  const bool momentum_now = now.optimizer.name == OptimizerKind::sgd && now.optimizer.momentum != 0;
-  if (momentum_then != momentum_now)
-    throw input_error("{}optimizer.momentum: turning sgd momentum {} when resuming from '{}' is not supported",
-                      now.where("optimizer.momentum"), momentum_now ? "on" : "off", ck_path);
-  json changed = json::object();
-  for (const auto& k : keys()) {
-    const std::string a = k.get(then);
-    const std::string b = k.get(now);
-    if (a != b) changed[k.key] = {{"from", a}, {"to", b}};
-  }
-  return changed;
-}
-
-void plan_resume(const Config& c, ResumeDecision& plan) {
-  const std::string dir = checkpoint_dir(c);
-  const auto existing = step_checkpoints(dir);
-  const std::string& mode = c.checkpoint.resume;
-  const std::string where = c.where("checkpoint.resume") + "checkpoint.resume";
-  if (mode == "never") {
-    if (!existing.empty())
-      throw input_error("{}: never, but '{}' holds step checkpoints ({} ...): use a new run.dir, remove them, "
-                        "or resume with checkpoint.resume: auto",
-                        where, dir, existing.back().second);
-    return;
-  }
-  if (mode != "auto") {
-    plan.path = mode;
-    plan.checkpoint = read_checkpoint(mode);
-    return;
-  }
-  for (auto it = existing.rbegin(); it != existing.rend(); ++it) {
-    try {
-      plan.checkpoint = read_checkpoint(it->second);
-      plan.path = it->second;
-      return;
-    } catch (const Error& e) {
-      plan.skipped.push_back(e.what());
-    }
-  }
-  if (!plan.skipped.empty()) {
-    std::string list;
-    for (const auto& s : plan.skipped) list += "\n  " + s;
-    throw input_error("{}: auto, but no checkpoint in '{}' is valid:{}", where, dir, list);
-  }
-}
-
 void write_text_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
@@ -505,62 +397,28 @@ void write_text_atomically(const std::string& path, const std::string& text) {
 
 }  // namespace
 
-ResumeDecision decide_resume(Prepared& prep, Comm& comm) {
-  ResumeDecision d;
-  comm.collectively([&] {
-    const Config& c = prep.config;
-    d.total_steps = total_steps(c, prep.batches);
-    plan_resume(c, d);
-    if (!d.checkpoint) return;
-    const Checkpoint& ck = *d.checkpoint;
-    if (ck.model.input_dim != prep.model.input_dim || ck.model.output_dim != prep.model.output_dim)
-      throw input_error("checkpoint '{}' has {} inputs and {} outputs; '{}' has {} and {}", d.path,
-                        ck.model.input_dim, ck.model.output_dim, c.data.train, prep.model.input_dim,
-                        prep.model.output_dim);
-    d.changed = check_resume_config(c, ck, d.path);
-    if (c.data.normalize) prep.fixed_norm = ck.norm;
-    prep.resuming = true;
-    prep.previous_cpu = parse_cpu_level(ck.cpu_level);
-    d.finished = ck.step >= d.total_steps;
-    prep.skip_data = d.finished;
-  });
-  if (comm.is_root())
-    for (const auto& s : d.skipped) std::fprintf(stderr, "mdn: warning: skipping a corrupt checkpoint: %s\n", s.c_str());
-  return d;
-}
-
-std::string describe(const ResumeDecision& d) {
-  if (!d.checkpoint) return "a new run: no checkpoint to resume from";
-  const Checkpoint& ck = *d.checkpoint;
-  std::string keys;
-  for (const auto& [key, v] : d.changed.items()) keys += (keys.empty() ? "" : ", ") + key;
-  if (d.finished)
-    return fmt::format("already finished at step {} (checkpoint '{}'): `mdn train` would do nothing", ck.step, d.path);
-  return fmt::format("resumes from '{}' at step {} of {} (saved by {} rank{}){}", d.path, ck.step, d.total_steps,
-                     ck.world_size, ck.world_size == 1 ? "" : "s", keys.empty() ? "" : "; changed keys: " + keys);
-}
-
 int train_command(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm) {
-  ResumeDecision plan;
-  Prepared p = prepare(config_path, sets, comm, [&](Prepared& prep) { plan = decide_resume(prep, comm); });
-  const bool finished = plan.finished;
+  Prepared p = prepare(config_path, sets, comm);
+  const ResumeDecision plan = decide_resume(p, comm);
   const Config& c = p.config;
   keep_stop_handlers(c.run.signals);
-  if (finished) {
+  if (plan.finished) {
     if (comm.is_root())
       std::printf("run '%s' already finished at step %lld (checkpoint '%s'); nothing to do\n", c.run.dir.c_str(),
                   static_cast<long long>(plan.checkpoint->step), plan.path.c_str());
     return 0;
   }
 
+  read_data(p, plan.continuation(c), comm);
+
   // Everything is validated: now, and only now, write to run.dir.
   comm.collectively([&] {
     if (!comm.is_root()) return;
     std::error_code ec;
-    fs::create_directories(checkpoint_dir(c), ec);
-    if (ec) throw input_error("{}run.dir: cannot create '{}': {}", c.where("run.dir"), checkpoint_dir(c), ec.message());
+    fs::create_directories(checkpoint_dir(c.run.dir), ec);
+    if (ec) throw input_error("{}run.dir: cannot create '{}': {}", c.where("run.dir"), checkpoint_dir(c.run.dir), ec.message());
     // Temporaries left by a crash in the middle of a checkpoint write.
-    for (fs::directory_iterator it(checkpoint_dir(c), ec), end; !ec && it != end; it.increment(ec)) {
+    for (fs::directory_iterator it(checkpoint_dir(c.run.dir), ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
       if (name.size() > 5 && name[0] == '.' && name.compare(name.size() - 4, 4, ".tmp") == 0) fs::remove(it->path(), ec);
     }

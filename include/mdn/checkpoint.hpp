@@ -59,6 +59,11 @@ struct Checkpoint {
 
 /// "<dir>/step-00000012.h5"
 std::string checkpoint_name(const std::string& dir, std::int64_t step);
+/// "<run_dir>/checkpoints"
+std::string checkpoint_dir(const std::string& run_dir);
+/// The step checkpoints in dir, by step, oldest first: names "step-XXXXXXXX.h5" only (a write's
+/// temporary never matches).
+std::vector<std::pair<std::int64_t, std::string>> step_checkpoints(const std::string& dir);
 
 /// Writes `c` to `path` atomically (temporary name, fsync, rename, fsync of the directory).
 /// Throws mdn::Error (exit 1) naming the file on any failure, leaving no temporary behind.

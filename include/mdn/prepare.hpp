@@ -2,7 +2,6 @@
 // the data files (shapes, types, NaN scan, rows per rank), the normalisation, the run directory.
 #pragma once
 
-#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,24 +25,28 @@ struct Prepared {
   RowRange valid_range;       ///< this rank's whole blocks of validation rows
   Mat<float> valid_shard;
   double read_seconds = 0;    ///< time spent reading and normalising
-  std::optional<Normalization> fixed_norm;  ///< statistics to use instead of computing them
-  bool skip_data = false;                   ///< set by before_reading: read no data at all
-  bool resuming = false;                    ///< set by before_reading: continuing from a checkpoint
-  std::optional<CpuLevel> previous_cpu;     ///< set by before_reading: the checkpoint's level
-  CpuChoice cpu;                            ///< the kernels' level, agreed by every rank
+  CpuChoice cpu;              ///< the kernels' level, agreed by every rank
+};
+
+/// What a resumed run takes from its checkpoint (resume.hpp) into the reading of its data and
+/// the choice of its level.
+struct Continuation {
+  bool resuming = false;
+  std::optional<Normalization> norm;  ///< the checkpoint's statistics, used instead of computing them
+  std::optional<CpuLevel> cpu;        ///< the checkpoint's level (none: not recorded)
 };
 
 /// Reads the config on rank 0 and shares it (collective); errors as mdn::Error on every rank.
 Config load_config_collectively(const std::string& path, const std::vector<std::string>& sets,
                                 Comm& comm);
 
-/// All checks, then reads and normalises this rank's shards. Collective. `before_reading` runs
-/// (on every rank) after the config and the file headers are validated and before the data is
-/// read; setting `fixed_norm` there makes the shards use those statistics (a resumed run takes
-/// them from its checkpoint) instead of computing them. Then the ranks agree on the kernels'
-/// level (run.cpu, the checkpoint's level given as `previous_cpu`).
-Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm,
-                 const std::function<void(Prepared&)>& before_reading = {});
+/// Every check that reads no data: the config, the data files' headers, the model, the batches,
+/// the run directory. Collective; errors are mdn::Error on every rank.
+Prepared prepare(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm);
+
+/// Then the ranks agree on the kernels' level (run.cpu; a resumed run's checkpoint level), and
+/// each reads and normalises its shards (with a resumed run's statistics). Collective.
+void read_data(Prepared& p, const Continuation& from, Comm& comm);
 
 /// Checks that run.dir is, or can be created as, a writable directory. Writes nothing.
 void check_run_dir(const Config& c);

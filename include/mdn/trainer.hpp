@@ -97,28 +97,6 @@ class Trainer {
   std::unique_ptr<std::ofstream> metrics_;
 };
 
-/// What `checkpoint.resume` decides for a config and its run directory, checked against the
-/// config and the data: `mdn check` reports it, `mdn train` acts on it.
-struct ResumeDecision {
-  std::optional<Checkpoint> checkpoint;  ///< the state to continue from (none: a fresh run)
-  std::string path;                      ///< its file
-  std::vector<std::string> skipped;      ///< corrupt checkpoints passed over, with the reason
-  nlohmann::json changed = nlohmann::json::object();  ///< each config key that differs: {from, to}
-  std::int64_t total_steps = 0;          ///< the run's last step under this config
-  bool finished = false;                 ///< the checkpoint is at or past the last step
-};
-
-/// Decides and validates the resume of `prep`'s run (collective; reads checkpoints, writes
-/// nothing). Errors (incompatible checkpoint, `never` with checkpoints present, no valid
-/// checkpoint) are mdn::Error on every rank; rank 0 warns of each corrupt checkpoint passed
-/// over. With a checkpoint and normalisation on, it sets
-/// prep.fixed_norm to the checkpoint's statistics; a finished run sets prep.skip_data.
-/// Meant as prepare()'s `before_reading`.
-ResumeDecision decide_resume(Prepared& prep, Comm& comm);
-
-/// One line for `mdn check`: a fresh run, or where it resumes, or that it is finished.
-std::string describe(const ResumeDecision& d);
-
 /// The `mdn train` command: checks, run directory, resume, training. Returns the exit code.
 int train_command(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm);
 

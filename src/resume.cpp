@@ -1,0 +1,148 @@
+#include "mdn/resume.hpp"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "mdn/error.hpp"
+
+namespace mdn {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+/// Keys a resumed run must share with its checkpoint (README, "Resuming"): they decide the model,
+/// the data, the optimizer state's shape and the sequence of batches.
+const std::vector<std::string>& resume_fixed_keys() {
+  static const std::vector<std::string> keys = {
+      "model.hidden",  "model.activation", "model.components", "model.sigma",      "model.sigma_min",
+      "data.train",    "data.x",           "data.y",           "data.normalize",   "run.seed",
+      "train.batch_size", "train.micro_batch", "train.drop_last", "optimizer.name"};
+  return keys;
+}
+
+std::string resolved_path(const std::string& p) {
+  std::error_code ec;
+  const fs::path r = fs::weakly_canonical(fs::absolute(p), ec);
+  return ec ? p : r.string();
+}
+
+std::string key_value(const Config& c, const std::string& key) {
+  for (const auto& k : keys())
+    if (k.key == key) return k.get(c);
+  return "";
+}
+
+/// Checks a checkpoint's config against this run's; returns the keys that changed (allowed).
+json check_resume_config(const Config& now, const Checkpoint& ck, const std::string& ck_path) {
+  Config then;
+  try {
+    then = parse_config(ck.config, ck_path + " (stored config)");
+  } catch (const Error& e) {
+    throw input_error("checkpoint '{}': its stored config is not valid: {}", ck_path, e.what());
+  }
+  for (const std::string& key : resume_fixed_keys()) {
+    const std::string a = key_value(then, key);
+    const std::string b = key_value(now, key);
+    // The training file may be named differently (relative, absolute, through a link) as long
+    // as it is the same file; a relative path is taken from the working directory.
+    const bool is_path = key == "data.train";
+    const std::string ra = is_path ? resolved_path(a) : a, rb = is_path ? resolved_path(b) : b;
+    if (ra != rb)
+      throw input_error("{}{}: is {} here but {} in the checkpoint '{}'{}; it cannot change when resuming "
+                        "(use a new run.dir, or checkpoint.resume: never with an empty one)",
+                        now.where(key), key, b, a, ck_path,
+                        is_path ? fmt::format(" (that is '{}' from this working directory, this run's is '{}')", ra, rb)
+                                : "");
+  }
+  const bool momentum_then = then.optimizer.name == OptimizerKind::sgd && then.optimizer.momentum != 0;
+  const bool momentum_now = now.optimizer.name == OptimizerKind::sgd && now.optimizer.momentum != 0;
+  if (momentum_then != momentum_now)
+    throw input_error("{}optimizer.momentum: turning sgd momentum {} when resuming from '{}' is not supported",
+                      now.where("optimizer.momentum"), momentum_now ? "on" : "off", ck_path);
+  json changed = json::object();
+  for (const auto& k : keys()) {
+    const std::string a = k.get(then);
+    const std::string b = k.get(now);
+    if (a != b) changed[k.key] = {{"from", a}, {"to", b}};
+  }
+  return changed;
+}
+
+void plan_resume(const Config& c, ResumeDecision& plan) {
+  const std::string dir = checkpoint_dir(c.run.dir);
+  const auto existing = step_checkpoints(dir);
+  const std::string& mode = c.checkpoint.resume;
+  const std::string where = c.where("checkpoint.resume") + "checkpoint.resume";
+  if (mode == "never") {
+    if (!existing.empty())
+      throw input_error("{}: never, but '{}' holds step checkpoints ({} ...): use a new run.dir, remove them, "
+                        "or resume with checkpoint.resume: auto",
+                        where, dir, existing.back().second);
+    return;
+  }
+  if (mode != "auto") {
+    plan.path = mode;
+    plan.checkpoint = read_checkpoint(mode);
+    return;
+  }
+  for (auto it = existing.rbegin(); it != existing.rend(); ++it) {
+    try {
+      plan.checkpoint = read_checkpoint(it->second);
+      plan.path = it->second;
+      return;
+    } catch (const Error& e) {
+      plan.skipped.push_back(e.what());
+    }
+  }
+  if (!plan.skipped.empty()) {
+    std::string list;
+    for (const auto& s : plan.skipped) list += "\n  " + s;
+    throw input_error("{}: auto, but no checkpoint in '{}' is valid:{}", where, dir, list);
+  }
+}
+
+}  // namespace
+
+ResumeDecision decide_resume(const Prepared& prep, Comm& comm) {
+  ResumeDecision d;
+  comm.collectively([&] {
+    const Config& c = prep.config;
+    d.total_steps = total_steps(c, prep.batches);
+    plan_resume(c, d);
+    if (!d.checkpoint) return;
+    const Checkpoint& ck = *d.checkpoint;
+    if (ck.model.input_dim != prep.model.input_dim || ck.model.output_dim != prep.model.output_dim)
+      throw input_error("checkpoint '{}' has {} inputs and {} outputs; '{}' has {} and {}", d.path,
+                        ck.model.input_dim, ck.model.output_dim, c.data.train, prep.model.input_dim,
+                        prep.model.output_dim);
+    d.changed = check_resume_config(c, ck, d.path);
+    d.finished = ck.step >= d.total_steps;
+  });
+  if (comm.is_root())
+    for (const auto& s : d.skipped) std::fprintf(stderr, "mdn: warning: skipping a corrupt checkpoint: %s\n", s.c_str());
+  return d;
+}
+
+Continuation ResumeDecision::continuation(const Config& c) const {
+  Continuation from;
+  if (!checkpoint) return from;
+  from.resuming = true;
+  if (c.data.normalize) from.norm = checkpoint->norm;
+  from.cpu = parse_cpu_level(checkpoint->cpu_level);
+  return from;
+}
+
+std::string describe(const ResumeDecision& d) {
+  if (!d.checkpoint) return "a new run: no checkpoint to resume from";
+  const Checkpoint& ck = *d.checkpoint;
+  std::string keys;
+  for (const auto& [key, v] : d.changed.items()) keys += (keys.empty() ? "" : ", ") + key;
+  if (d.finished)
+    return fmt::format("already finished at step {} (checkpoint '{}'): `mdn train` would do nothing", ck.step, d.path);
+  return fmt::format("resumes from '{}' at step {} of {} (saved by {} rank{}){}", d.path, ck.step, d.total_steps,
+                     ck.world_size, ck.world_size == 1 ? "" : "s", keys.empty() ? "" : "; changed keys: " + keys);
+}
+
+}  // namespace mdn
