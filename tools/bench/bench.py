@@ -116,9 +116,9 @@ def gemm(a, ranks):
 
 def products(a):
     """bench_products: its table (printed) and the per-product figures."""
-    text = sh([os.path.join(a.build, "tools", "bench_products"), "--rounds", "5" if a.quick else "9"])
-    out = sh([os.path.join(a.build, "tools", "bench_products"), "--rounds", "3", "--json"])
-    return text, json.loads(out.strip().splitlines()[-1])
+    out = sh([os.path.join(a.build, "tools", "bench_products"), "--rounds", "5" if a.quick else "9", "--json"])
+    lines = out.strip().splitlines()
+    return "\n".join(lines[:-1]), json.loads(lines[-1])
 
 
 def native_build(a):

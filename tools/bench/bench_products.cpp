@@ -7,6 +7,9 @@
 //
 //   build/tools/bench_products [--rounds N] [--json] [--detail CASE]
 //
+// --json: after the table, the same figures as one JSON line (the benchmark script reads both
+// from one run, so that the figures it divides by are the ones it prints).
+//
 // --detail CASE: GFLOP/s of each product of the case's step, for every implementation.
 //
 // Cases (column-major C = op(A) op(B), the operand layouts of mdn's network; FLOPs 2 m n k):
@@ -328,6 +331,16 @@ int main(int argc, char** argv) {
       }
     }
   }
+  std::printf("single-threaded SGEMM, GFLOP/s (median of %d alternating rounds), %s\n", rounds,
+              mdn::cpu_model_name().c_str());
+  std::printf("%-18s", "product");
+  for (const Case& c : cases) std::printf(" %8s", c.name.c_str());
+  std::printf("  same bits twice  allocations/call\n");
+  for (std::size_t i = 0; i < impls.size(); ++i) {
+    std::printf("%-18s", impls[i].name.c_str());
+    for (std::size_t c = 0; c < cases.size(); ++c) std::printf(" %8.1f", median(results[i].gflops[c]));
+    std::printf("  %-15s  %.2f\n", results[i].deterministic ? "yes" : "NO", results[i].allocations);
+  }
   if (as_json) {
     std::printf("{\"cpu\": \"%s\", \"products\": [", mdn::cpu_model_name().c_str());
     for (std::size_t i = 0; i < impls.size(); ++i) {
@@ -338,17 +351,6 @@ int main(int argc, char** argv) {
       std::printf("}");
     }
     std::printf("]}\n");
-    return 0;
-  }
-  std::printf("single-threaded SGEMM, GFLOP/s (median of %d alternating rounds), %s\n", rounds,
-              mdn::cpu_model_name().c_str());
-  std::printf("%-18s", "product");
-  for (const Case& c : cases) std::printf(" %8s", c.name.c_str());
-  std::printf("  same bits twice  allocations/call\n");
-  for (std::size_t i = 0; i < impls.size(); ++i) {
-    std::printf("%-18s", impls[i].name.c_str());
-    for (std::size_t c = 0; c < cases.size(); ++c) std::printf(" %8.1f", median(results[i].gflops[c]));
-    std::printf("  %-15s  %.2f\n", results[i].deterministic ? "yes" : "NO", results[i].allocations);
   }
   return 0;
 }
