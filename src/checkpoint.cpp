@@ -112,15 +112,6 @@ class Writer {
 };
 
 
-/// Test-only fault injection (faults.hpp): dies, or pauses, at a stage of a checkpoint write.
-void fault_point(WriteStage stage, std::int64_t step) {
-  const Faults& f = Faults::get();
-  if (!f.any()) return;
-  if (f.at("crash", step, 0) && f.param("crash", "stage", 0) == static_cast<int>(stage)) std::raise(SIGKILL);
-  if (stage == WriteStage::half_written && f.at("slow-checkpoint", step, 0))
-    std::this_thread::sleep_for(std::chrono::milliseconds(f.param("slow-checkpoint", "ms", 0)));
-}
-
 void write_contents(Writer& w, const Checkpoint& c) {
   const Layout layout(c.model);
   const ModelSpec& m = c.model;
@@ -164,7 +155,7 @@ std::string checkpoint_name(const std::string& dir, std::int64_t step) {
   return fmt::format("{}/step-{:08d}.h5", dir, step);
 }
 
-void write_checkpoint(const std::string& path, const Checkpoint& c) {
+void write_checkpoint(const std::string& path, const Checkpoint& c, const Faults& faults) {
   const Index n = Layout(c.model).size();
   if (c.params.size() != n) throw run_error("checkpoint '{}': {} parameters for a model of {}", path, c.params.size(), n);
   for (const auto& [name, buf] : c.optimizer_state)
@@ -177,7 +168,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
     bytes = w.image();
   }
   try {
-    write_file_atomically(path, bytes, [&](WriteStage stage) { fault_point(stage, c.step); });
+    write_file_atomically(path, bytes, [&](WriteStage stage) { faults.at_checkpoint_stage(stage, c.step); });
   } catch (const Error& e) {
     throw run_error("writing checkpoint: {}", e.what());
   }

@@ -174,13 +174,14 @@ Outcome run(int argc, char** argv, Comm& world) {
     world.set_timeout(600.0);
     if (check->parsed()) run_check(check_opts, world);
     if (train->parsed()) {
-      world.collectively([] { Faults::get(); });  // a mistyped MDN_FAULT: exit 2 on every rank
-      if (Faults::get().any() && world.is_root()) {
+      Faults faults;
+      world.collectively([&] { faults = Faults::from_environment(); });  // a mistyped fault: exit 2, every rank
+      if (faults.any() && world.is_root()) {
         std::fprintf(stderr, "mdn: warning: fault injection is active (MDN_FAULT: %s): this run fails on purpose\n",
-                     Faults::get().spec().c_str());
+                     faults.spec().c_str());
         std::fflush(stderr);
       }
-      return {train_command(train_opts.config, train_opts.sets, world), false};
+      return {train_command(train_opts.config, train_opts.sets, world, faults), false};
     }
     if (eval->parsed()) return {eval_command(eval_opts, world), false};
     if (predict->parsed()) return {predict_command(predict_opts, world), false};

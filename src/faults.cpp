@@ -1,8 +1,11 @@
 #include "mdn/faults.hpp"
 
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "mdn/error.hpp"
 
@@ -31,12 +34,31 @@ Faults Faults::parse(const std::string& spec) {
   return f;
 }
 
-const Faults& Faults::get() {
-  static const Faults faults = [] {
-    const char* spec = std::getenv("MDN_FAULT");
-    return spec != nullptr ? parse(spec) : Faults{};
-  }();
-  return faults;
+const Faults& Faults::none() {
+  static const Faults nothing;
+  return nothing;
+}
+
+Faults Faults::from_environment() {
+  const char* spec = std::getenv("MDN_FAULT");
+  return spec != nullptr ? parse(spec) : Faults{};
+}
+
+void Faults::before_step(std::int64_t step, int rank) const {
+  if (at("slow", step, rank)) std::this_thread::sleep_for(std::chrono::milliseconds(param("slow", "ms", 0)));
+  if (at("stall", step, rank)) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+bool Faults::poisons_gradient(std::int64_t step, int rank) const { return at("nonfinite", step, rank); }
+
+int Faults::quantum_shift(std::int64_t step, int rank) const { return at("overflow", step, rank) ? 8 : 0; }
+
+bool Faults::drifts(std::int64_t step, int rank) const { return at("drift", step, rank); }
+
+void Faults::at_checkpoint_stage(WriteStage stage, std::int64_t step) const {
+  if (at("crash", step, 0) && param("crash", "stage", 0) == static_cast<int>(stage)) std::raise(SIGKILL);
+  if (stage == WriteStage::half_written && at("slow-checkpoint", step, 0))
+    std::this_thread::sleep_for(std::chrono::milliseconds(param("slow-checkpoint", "ms", 0)));
 }
 
 bool Faults::at(const std::string& name, std::int64_t step, int rank) const {

@@ -29,8 +29,9 @@ int ceil_log2(Index m) {
 
 }  // namespace
 
-GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max_local, Comm& comm, CpuLevel level)
-    : layout_(layout), mode_(mode), comm_(comm), kernels_(kernels<float>(level)), n_(layout.size()) {
+GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max_local, Comm& comm, CpuLevel level,
+                                 const Faults& faults)
+    : layout_(layout), mode_(mode), comm_(comm), kernels_(kernels<float>(level)), n_(layout.size()), faults_(faults) {
   const std::size_t slots = layout.slots().size();
   loss_.assign(static_cast<std::size_t>(std::max<Index>(max_local, 1)), 0.0);
   rows_.assign(loss_.size(), 0);
@@ -63,8 +64,8 @@ void GradientReducer::record(Index k, double loss_sum, Index rows) {
 }
 
 GradientReducer::Result GradientReducer::reduce(Index n_local, Index micro_total, float* mean,
-                                                Flags flags) {
-  return mode_ == Reduction::exact ? reduce_exact(n_local, micro_total, mean, flags)
+                                                Flags flags, std::int64_t step) {
+  return mode_ == Reduction::exact ? reduce_exact(n_local, micro_total, mean, flags, step)
                                    : reduce_fast(n_local, mean, flags);
 }
 
@@ -97,7 +98,7 @@ GradientReducer::Result GradientReducer::reduce_fast(Index n_local, float* mean,
 }
 
 GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro_total, float* mean,
-                                                      Flags flags) {
+                                                      Flags flags, std::int64_t step) {
   const auto& slots = layout_.slots();
   const std::size_t S = slots.size();
   // 1. Local maxima per slot and of the losses; non-finite values show as infinity.
@@ -130,18 +131,19 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
 
   // 2. Quanta from the global maxima; the overflow bound is checked before anything is summed.
   const int c = ceil_log2(std::max<Index>(micro_total, 1));
+  const int bias = faults_.quantum_shift(step, comm_.rank());
   const double limit = std::ldexp(1.0, 62 - c);
   for (std::size_t s = 0; s <= S; ++s) {
     const double a = maxima_[s];
     int e = 0;
     if (a > 0) std::frexp(a, &e);  // a < 2^e
-    shift_[s] = 62 - c - e + shift_bias_;
+    shift_[s] = 62 - c - e + bias;
     // Decided on the global maxima: every rank reaches the same verdict (a collective error).
     if (std::ldexp(a, shift_[s]) >= limit)
       throw Error(Exit::failure,
-                  fmt::format("exact reduction: accumulator overflow in '{}' (largest |value| {} over {} "
+                  fmt::format("exact reduction: accumulator overflow in '{}' at step {} (largest |value| {} over {} "
                               "micro-batches cannot be held in 64-bit fixed point at quantum 2^{})",
-                              s < S ? slots[s].name : std::string("loss"), a, micro_total, -shift_[s]),
+                              s < S ? slots[s].name : std::string("loss"), step, a, micro_total, -shift_[s]),
                   true);
   }
 

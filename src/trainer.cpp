@@ -43,17 +43,18 @@ std::string human_rate(double r) {
 
 }  // namespace
 
-Trainer::Trainer(Prepared& p, Comm& comm, const Checkpoint* resume)
+Trainer::Trainer(Prepared& p, Comm& comm, const Checkpoint* resume, const Faults& faults)
     : p_(p),
       c_(p.config),
       comm_(comm),
+      faults_(faults),
       layout_(p.model),
       net_(p.cpu.level, p.model, p.batches.micro),
       params_(layout_.size()),
       grad_(layout_.size()),
       optimizer_(p.config.optimizer_spec(), layout_, p.cpu.level),
       reducer_(layout_, p.config.train.reduction,
-               (p.batches.batch / p.batches.micro + comm.size() - 1) / comm.size(), comm, p.cpu.level),
+               (p.batches.batch / p.batches.micro + comm.size() - 1) / comm.size(), comm, p.cpu.level, faults),
       data_(comm, std::move(p.train_shard), p.train_range, p.model.input_dim, p.model.output_dim, p.batches),
       x_(p.model.input_dim, p.batches.micro),
       y_(p.model.output_dim, p.batches.micro),
@@ -90,13 +91,8 @@ Trainer::StepOutcome Trainer::train_step(Index batch) {
   const auto& local = data_.micro_batches(batch);
   const BatchSpec& b = p_.batches;
   const Index micro_total = (b.batch_rows(batch) + b.micro - 1) / b.micro;
-  const Faults& faults = Faults::get();
   comm_.set_phase("computing and reducing the step's gradients", step_ + 1);
-  if (faults.any()) {
-    if (faults.at("slow", step_ + 1, comm_.rank()))
-      std::this_thread::sleep_for(std::chrono::milliseconds(faults.param("slow", "ms", 0)));
-    if (faults.at("stall", step_ + 1, comm_.rank())) std::this_thread::sleep_for(std::chrono::hours(1));
-  }
+  faults_.before_step(step_ + 1, comm_.rank());
   {
     ScopedTimer t(interval_.t_compute);
     for (std::size_t k = 0; k < local.size(); ++k) {
@@ -104,7 +100,7 @@ Trainer::StepOutcome Trainer::train_step(Index batch) {
       data_.load(mb, x_, y_);
       float* g = reducer_.gradient(static_cast<Index>(k));
       double loss = net_.loss_and_grad(params_.data(), x_.leftCols(mb.rows), y_.leftCols(mb.rows), g);
-      if (k == 0 && faults.at("nonfinite", step_ + 1, comm_.rank())) g[0] = std::numeric_limits<float>::quiet_NaN();
+      if (k == 0 && faults_.poisons_gradient(step_ + 1, comm_.rank())) g[0] = std::numeric_limits<float>::quiet_NaN();
       reducer_.record(static_cast<Index>(k), loss, mb.rows);
     }
   }
@@ -112,12 +108,11 @@ Trainer::StepOutcome Trainer::train_step(Index batch) {
   flags.stop = stop_signal_received();
   flags.checkpoint = comm_.is_root() && c_.checkpoint.every_seconds &&
                      seconds_since(last_checkpoint_time_) >= *c_.checkpoint.every_seconds;
-  reducer_.set_shift_bias(faults.at("overflow", step_ + 1, comm_.rank()) ? 8 : 0);
   const double comm_before = reducer_.comm_seconds();
   GradientReducer::Result r;
   {
     ScopedTimer t(interval_.t_compute);  // quantisation; the collectives are moved to t_comm below
-    r = reducer_.reduce(static_cast<Index>(local.size()), micro_total, grad_.data(), flags);
+    r = reducer_.reduce(static_cast<Index>(local.size()), micro_total, grad_.data(), flags, step_ + 1);
   }
   const double comm = reducer_.comm_seconds() - comm_before;
   interval_.t_comm += comm;
@@ -244,7 +239,7 @@ void Trainer::save_step_checkpoint() {
   const std::string path = checkpoint_name(dir, step_);
   comm_.collectively([&] {
     if (!comm_.is_root()) return;
-    write_checkpoint(path, snapshot());
+    write_checkpoint(path, snapshot(), faults_);
     // Keep the newest keep_last step checkpoints (never the one just written).
     auto all = step_checkpoints(dir);
     const auto keep = static_cast<std::size_t>(c_.checkpoint.keep_last);
@@ -262,7 +257,7 @@ void Trainer::save_best() {
   const std::string path = checkpoint_dir(c_.run.dir) + "/best.h5";
   comm_.collectively([&] {
     if (!comm_.is_root()) return;
-    write_checkpoint(path, snapshot());
+    write_checkpoint(path, snapshot(), faults_);
     write_metrics(json{{"kind", "checkpoint"}, {"step", step_}, {"epoch", epoch_}, {"path", path}, {"best", true}}.dump());
   });
 }
@@ -304,7 +299,7 @@ RunEnd Trainer::run() {
       }
       ++step_;
       samples_seen_ += out.rows;
-      if (Faults::get().at("drift", step_, comm_.rank())) params_(0) += 1e-3f;
+      if (faults_.drifts(step_, comm_.rank())) params_(0) += 1e-3f;
       if (c_.train.check_replicas_every && step_ % *c_.train.check_replicas_every == 0) check_replicas();
       log_train(out, step_ == total_steps_ || out.flags.stop);
       const bool epoch_done = b + 1 == per_epoch;
@@ -397,7 +392,8 @@ void write_text_atomically(const std::string& path, const std::string& text) {
 
 }  // namespace
 
-int train_command(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm) {
+int train_command(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm,
+                  const Faults& faults) {
   Prepared p = prepare(config_path, sets, comm);
   const ResumeDecision plan = decide_resume(p, comm);
   const Config& c = p.config;
@@ -425,7 +421,7 @@ int train_command(const std::string& config_path, const std::vector<std::string>
     write_text_atomically(c.run.dir + "/config.yaml", to_yaml(c));
   });
 
-  Trainer trainer(p, comm, plan.checkpoint ? &*plan.checkpoint : nullptr);
+  Trainer trainer(p, comm, plan.checkpoint ? &*plan.checkpoint : nullptr, faults);
   if (comm.is_root()) {
     const std::string level = to_string(p.cpu.level);
     trainer.write_metrics(json{{"kind", "start"}, {"step", trainer.step()}, {"ranks", comm.size()}, {"cpu", level},

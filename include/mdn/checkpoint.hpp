@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "mdn/data.hpp"
+#include "mdn/faults.hpp"
 #include "mdn/model.hpp"
 #include "mdn/optimizer.hpp"
 
@@ -67,7 +68,7 @@ std::vector<std::pair<std::int64_t, std::string>> step_checkpoints(const std::st
 
 /// Writes `c` to `path` atomically (temporary name, fsync, rename, fsync of the directory).
 /// Throws mdn::Error (exit 1) naming the file on any failure, leaving no temporary behind.
-void write_checkpoint(const std::string& path, const Checkpoint& c);
+void write_checkpoint(const std::string& path, const Checkpoint& c, const Faults& faults = Faults::none());
 
 /// The checksum stored in a file and the one recomputed from its contents (for `mdn inspect`).
 struct ChecksumStatus {

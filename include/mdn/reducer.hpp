@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "mdn/comm.hpp"
+#include "mdn/faults.hpp"
 #include "mdn/reduction.hpp"
 #include "mdn/kernels.hpp"
 #include "mdn/model.hpp"
@@ -38,7 +39,8 @@ class GradientReducer {
  public:
   /// max_local: the most micro-batches of one step a rank can hold; the quantisation runs in
   /// the kernels of `level`.
-  GradientReducer(const Layout& layout, Reduction mode, Index max_local, Comm& comm, CpuLevel level);
+  GradientReducer(const Layout& layout, Reduction mode, Index max_local, Comm& comm, CpuLevel level,
+                  const Faults& faults = Faults::none());
 
   /// Where local micro-batch k's gradient (layout-sized, float) is to be written.
   float* gradient(Index k);
@@ -57,20 +59,18 @@ class GradientReducer {
     double sum_squares = 0;
   };
 
-  /// Reduces the n_local recorded micro-batches of this step (the step has micro_total
-  /// micro-batches over all ranks) into mean = sum / rows. Collective; throws mdn::Error on an
-  /// accumulator overflow.
-  Result reduce(Index n_local, Index micro_total, float* mean, Flags flags = {});
+  /// Reduces the n_local recorded micro-batches of step `step` (it has micro_total micro-batches
+  /// over all ranks) into mean = sum / rows. Collective; throws mdn::Error on an accumulator
+  /// overflow.
+  Result reduce(Index n_local, Index micro_total, float* mean, Flags flags = {}, std::int64_t step = 0);
 
   /// Exact mode: the dequantised sum of element i before the division (for tests).
   double last_sum(Index i) const;
   /// Seconds spent in collectives so far.
   double comm_seconds() const { return comm_seconds_; }
-  /// Test hook: adds `bits` to every quantum's shift (forces an overflow when positive).
-  void set_shift_bias(int bits) { shift_bias_ = bits; }
 
  private:
-  Result reduce_exact(Index n_local, Index micro_total, float* mean, Flags flags);
+  Result reduce_exact(Index n_local, Index micro_total, float* mean, Flags flags, std::int64_t step);
   Result reduce_fast(Index n_local, float* mean, Flags flags);
 
   const Layout& layout_;
@@ -86,7 +86,7 @@ class GradientReducer {
   std::vector<std::int64_t> acc_;       // exact: quantised sums, then loss and rows (SumTail)
   std::vector<int> shift_;              // exact: per slot, then loss
   Vec<float> fast_;                     // fast: sums, then loss, rows, stop and checkpoint (SumTail)
-  int shift_bias_ = 0;
+  const Faults& faults_;
   double comm_seconds_ = 0;
 };
 

@@ -27,7 +27,8 @@ enum class RunEnd { finished, stopped_by_signal };
 class Trainer {
  public:
   /// `p` holds the validated config and this rank's data; `resume` the state to continue from.
-  Trainer(Prepared& p, Comm& comm, const Checkpoint* resume);
+  /// `faults`: what the fault tests make the run do (none by default).
+  Trainer(Prepared& p, Comm& comm, const Checkpoint* resume, const Faults& faults = Faults::none());
 
   /// Trains to the end (or until a signal); writes metrics, progress, checkpoints. Collective.
   RunEnd run();
@@ -62,6 +63,7 @@ class Trainer {
   Prepared& p_;
   const Config& c_;
   Comm& comm_;
+  const Faults& faults_;
   Layout layout_;
   Network<float> net_;
   Vec<float> params_;
@@ -98,6 +100,7 @@ class Trainer {
 };
 
 /// The `mdn train` command: checks, run directory, resume, training. Returns the exit code.
-int train_command(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm);
+int train_command(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm,
+                  const Faults& faults = Faults::none());
 
 }  // namespace mdn
