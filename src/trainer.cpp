@@ -280,23 +280,7 @@ RunEnd Trainer::run() {
     }
     for (Index b = step_ % per_epoch; b < per_epoch && step_ < total_steps_; ++b) {
       const StepOutcome out = train_step(b);
-      if (!out.applied) {
-        if (c_.train.nonfinite == Nonfinite::stop) {
-          // The parameters are still those before this step: save them, then stop.
-          if (last_checkpoint_step_ != step_) save_step_checkpoint();
-          throw Error(Exit::failure,
-                      fmt::format("step {}: non-finite loss or gradient on some rank (train.nonfinite: "
-                                  "stop); the last good state is in '{}'",
-                                  step_ + 1, checkpoint_name(checkpoint_dir(c_.run.dir), step_)),
-                      true);
-        }
-        ++skipped_;
-        if (comm_.is_root()) {
-          std::printf("step %lld: non-finite loss or gradient on some rank: update skipped on every rank "
-                      "(train.nonfinite: skip)\n", static_cast<long long>(step_ + 1));
-          write_metrics(json{{"kind", "nonfinite"}, {"step", step_ + 1}, {"action", to_string(Nonfinite::skip)}}.dump());
-        }
-      }
+      if (!out.applied) on_nonfinite();
       ++step_;
       samples_seen_ += out.rows;
       if (faults_.drifts(step_, comm_.rank())) params_(0) += 1e-3f;
@@ -305,37 +289,15 @@ RunEnd Trainer::run() {
       const bool epoch_done = b + 1 == per_epoch;
       if (epoch_done) epoch_ = e + 1;
       if (epoch_done && p_.valid_file) {
-        const double v = validate();
+        validate_and_keep_best();
         validated_at = step_;
-        if (std::isnan(best_valid_) || v < best_valid_) {
-          best_valid_ = v;
-          if (c_.checkpoint.keep_best) save_best();
-        }
       }
-      const bool scheduled =
-          (c_.checkpoint.every_steps && step_ % *c_.checkpoint.every_steps == 0) ||
-          (epoch_done && c_.checkpoint.every_epochs && epoch_ % *c_.checkpoint.every_epochs == 0) ||
-          out.flags.checkpoint;
-      if (out.flags.stop) {
-        if (last_checkpoint_step_ != step_) save_step_checkpoint();
-        if (comm_.is_root()) {
-          std::printf("stopped by a signal at step %lld: checkpoint '%s'; run the same command to resume (exit code 75)\n",
-                      static_cast<long long>(step_), checkpoint_name(checkpoint_dir(c_.run.dir), step_).c_str());
-          std::fflush(stdout);
-        }
-        return RunEnd::stopped_by_signal;
-      }
-      if (scheduled && last_checkpoint_step_ != step_) save_step_checkpoint();
+      if (out.flags.stop) return stop_by_signal();
+      if (checkpoint_due(epoch_done, out.flags)) checkpoint_unless_saved();
     }
   }
-  if (p_.valid_file && validated_at != step_ && step_ > first_step_) {
-    const double v = validate();
-    if (std::isnan(best_valid_) || v < best_valid_) {
-      best_valid_ = v;
-      if (c_.checkpoint.keep_best) save_best();
-    }
-  }
-  if (last_checkpoint_step_ != step_) save_step_checkpoint();
+  if (p_.valid_file && validated_at != step_ && step_ > first_step_) validate_and_keep_best();
+  checkpoint_unless_saved();
   write_summary();
   if (comm_.is_root()) {
     std::printf("done: %lld steps%s; model in '%s'\n", static_cast<long long>(step_),
@@ -344,6 +306,52 @@ RunEnd Trainer::run() {
     std::fflush(stdout);
   }
   return RunEnd::finished;
+}
+
+void Trainer::on_nonfinite() {
+  if (c_.train.nonfinite == Nonfinite::stop) {
+    // The parameters are still those before this step: save them, then stop.
+    checkpoint_unless_saved();
+    throw Error(Exit::failure,
+                fmt::format("step {}: non-finite loss or gradient on some rank (train.nonfinite: "
+                            "stop); the last good state is in '{}'",
+                            step_ + 1, checkpoint_name(checkpoint_dir(c_.run.dir), step_)),
+                true);
+  }
+  ++skipped_;
+  if (comm_.is_root()) {
+    std::printf("step %lld: non-finite loss or gradient on some rank: update skipped on every rank "
+                "(train.nonfinite: skip)\n", static_cast<long long>(step_ + 1));
+    write_metrics(json{{"kind", "nonfinite"}, {"step", step_ + 1}, {"action", to_string(Nonfinite::skip)}}.dump());
+  }
+}
+
+void Trainer::validate_and_keep_best() {
+  const double v = validate();
+  if (std::isnan(best_valid_) || v < best_valid_) {
+    best_valid_ = v;
+    if (c_.checkpoint.keep_best) save_best();
+  }
+}
+
+bool Trainer::checkpoint_due(bool epoch_done, const StepFlags& flags) const {
+  return (c_.checkpoint.every_steps && step_ % *c_.checkpoint.every_steps == 0) ||
+         (epoch_done && c_.checkpoint.every_epochs && epoch_ % *c_.checkpoint.every_epochs == 0) ||
+         flags.checkpoint;
+}
+
+void Trainer::checkpoint_unless_saved() {
+  if (last_checkpoint_step_ != step_) save_step_checkpoint();
+}
+
+RunEnd Trainer::stop_by_signal() {
+  checkpoint_unless_saved();
+  if (comm_.is_root()) {
+    std::printf("stopped by a signal at step %lld: checkpoint '%s'; run the same command to resume (exit code 75)\n",
+                static_cast<long long>(step_), checkpoint_name(checkpoint_dir(c_.run.dir), step_).c_str());
+    std::fflush(stdout);
+  }
+  return RunEnd::stopped_by_signal;
 }
 
 namespace {

@@ -52,6 +52,12 @@ class Trainer {
   };
 
   StepOutcome train_step(Index batch);
+  // The run's policies, each in one place.
+  void on_nonfinite();               ///< train.nonfinite: stop (save, throw) or skip (record)
+  void validate_and_keep_best();     ///< validation NLL; best.h5 when it improves
+  bool checkpoint_due(bool epoch_done, const StepFlags& flags) const;  ///< the schedule
+  void checkpoint_unless_saved();    ///< the step checkpoint, once per step
+  RunEnd stop_by_signal();           ///< checkpoint, then end with exit 75
   void check_replicas();
   double validate();
   Checkpoint snapshot() const;
