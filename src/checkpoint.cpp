@@ -319,9 +319,10 @@ E parse_enum(const Reader& r, const std::string& value, const std::string& what)
 
 }  // namespace
 
-Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
-  Reader r(path);
-  Checkpoint c;
+namespace {
+
+/// The root's attributes: format, version, counters, the stored config's text.
+void read_header(const Reader& r, Checkpoint& c) {
   if (!r.has("/", "format") || r.str("/", "format") != kFormat) r.fail("not an mdn checkpoint (no format attribute 'mdn-checkpoint')");
   const std::int64_t version = r.i64("/", "format_version");
   if (version < 1 || version > kCheckpointFormatVersion)
@@ -335,8 +336,11 @@ Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
   c.config = r.str("/", "config");
   c.best_valid_nll = r.f64("/", "best_valid_nll");
   if (c.step < 0 || c.epoch < 0 || c.samples_seen < 0 || c.world_size < 1) r.fail("negative counters");
+}
 
-  ModelSpec& m = c.model;
+/// /model's attributes, every value range-checked before anything is sized by it.
+ModelSpec read_model_spec(const Reader& r) {
+  ModelSpec m;
   const auto dim = [&](const char* name, std::int64_t hi) {
     const std::int64_t v = r.i64("/model", name);
     if (v < 1 || v > hi) r.fail(fmt::format("/model attribute {} = {} is out of range", name, v));
@@ -353,7 +357,44 @@ Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
   m.sigma = parse_enum<SigmaMode>(r, r.str("/model", "sigma"), "sigma");
   m.sigma_min = r.f64("/model", "sigma_min");
   if (!(m.sigma_min > 0) || !std::isfinite(m.sigma_min)) r.fail("sigma_min must be positive");
+  return m;
+}
 
+/// The normalisation statistics (identity when the run did not normalise).
+Normalization read_normalization(const Reader& r, const ModelSpec& m) {
+  Normalization norm = Normalization::identity(m.input_dim, m.output_dim);
+  if (!r.exists("model/normalization")) return norm;
+  norm.enabled = true;
+  r.dataset("model/normalization/x_mean", {static_cast<hsize_t>(m.input_dim)}, norm.x_mean.data());
+  r.dataset("model/normalization/x_std", {static_cast<hsize_t>(m.input_dim)}, norm.x_std.data());
+  r.dataset("model/normalization/y_mean", {static_cast<hsize_t>(m.output_dim)}, norm.y_mean.data());
+  r.dataset("model/normalization/y_std", {static_cast<hsize_t>(m.output_dim)}, norm.y_std.data());
+  if (!(norm.x_std.array() > 0).all() || !(norm.y_std.array() > 0).all()) r.fail("normalisation std must be positive");
+  return norm;
+}
+
+/// What eval, predict and sample take from the stored config. The stored config is part of what
+/// a checkpoint holds: one that cannot be read makes the file unusable like a corrupt one
+/// (`resume: auto` skips it; named explicitly, it is exit 2).
+void read_stored_config(const Reader& r, Checkpoint& c) {
+  try {
+    const Config run = parse_config(c.config, "stored config");
+    c.micro_batch = *run.train.micro_batch;
+    c.data_x = run.data.x;
+    c.data_y = run.data.y;
+  } catch (const Error& e) {
+    r.fail(fmt::format("its stored config cannot be read: {}", e.what()));
+  }
+}
+
+}  // namespace
+
+Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
+  Reader r(path);
+  Checkpoint c;
+  read_header(r, c);
+  c.model = read_model_spec(r);
+  const ModelSpec& m = c.model;
   const Layout layout(m);
   if (static_cast<double>(layout.size()) > 4e9) r.fail("the model it describes is implausibly large");
   c.params.resize(layout.size());
@@ -361,16 +402,7 @@ Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
     for (const Slot& s : layout.slots()) r.dataset(prefix + s.name, slot_dims(s), buf + s.offset);
   };
   read_slots("model/", c.params.data());
-
-  c.norm = Normalization::identity(m.input_dim, m.output_dim);
-  if (r.exists("model/normalization")) {
-    c.norm.enabled = true;
-    r.dataset("model/normalization/x_mean", {static_cast<hsize_t>(m.input_dim)}, c.norm.x_mean.data());
-    r.dataset("model/normalization/x_std", {static_cast<hsize_t>(m.input_dim)}, c.norm.x_std.data());
-    r.dataset("model/normalization/y_mean", {static_cast<hsize_t>(m.output_dim)}, c.norm.y_mean.data());
-    r.dataset("model/normalization/y_std", {static_cast<hsize_t>(m.output_dim)}, c.norm.y_std.data());
-    if (!(c.norm.x_std.array() > 0).all() || !(c.norm.y_std.array() > 0).all()) r.fail("normalisation std must be positive");
-  }
+  c.norm = read_normalization(r, m);
 
   c.optimizer = parse_enum<OptimizerKind>(r, r.str("/optimizer", "name"), "optimizer");
   c.optimizer_steps = r.i64("/optimizer", "step");
@@ -383,23 +415,14 @@ Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
   const std::string stored = r.str("/", "checksum");
   // No dataset of this checkpoint is larger than the parameters plus their normalisation.
   const double largest = 8.0 * static_cast<double>(layout.size() + m.input_dim + m.output_dim) + 4096;
-  const std::string computed = checksum_of(r.all_datasets(largest), c, version);
+  const std::string computed = checksum_of(r.all_datasets(largest), c, c.format_version);
   if (status != nullptr) {
     *status = {stored, computed};
   } else if (stored != computed) {
     r.fail(fmt::format("checksum mismatch (stored {}, computed {}): the file is corrupt", stored, computed));
   }
   if (!c.params.allFinite()) r.fail("holds non-finite parameters");
-  // The stored config is part of what a checkpoint holds: one that cannot be read makes the file
-  // unusable like a corrupt one (`resume: auto` skips it; named explicitly, it is exit 2).
-  try {
-    const Config run = parse_config(c.config, "stored config");
-    c.micro_batch = *run.train.micro_batch;
-    c.data_x = run.data.x;
-    c.data_y = run.data.y;
-  } catch (const Error& e) {
-    r.fail(fmt::format("its stored config cannot be read: {}", e.what()));
-  }
+  read_stored_config(r, c);
   return c;
 }
 

@@ -89,6 +89,7 @@ void run_check(const CheckOptions& o, Comm& world) {
 
 }  // namespace
 
+// Long because it declares every command and option (a table for CLI11), then dispatches.
 Outcome run(int argc, char** argv, Comm& world) {
   CLI::App app{"mdn: Mixture Density Network trainer, data-parallel over MPI.", "mdn"};
   app.set_version_flag("--version", build_report());

@@ -252,6 +252,7 @@ KeySpec real_pair(std::string key, Field<std::array<double, 2>> f, RealRange r, 
           }};
 }
 
+// The key table: one entry per key, in the README's order. Long by nature (a table, not logic).
 std::vector<KeySpec> build_keys() {
   std::vector<KeySpec> k;
   // run
