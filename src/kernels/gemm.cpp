@@ -238,9 +238,6 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
           if (!direct_a || mc - ip < kMR)
             pack_panel(a.data, a.stride, !a.row_major, ic + ip, std::min<Index>(kMR, mc - ip), pc, kc, kMR,
                        ap + ip * kc);
-        // Step k of the tile's A: packed, MR values apart; in place, a column apart.
-        const auto a_tile = [&](Index ir) { return direct_a && mc - ir >= kMR ? a.data + pc * a.stride + ic + ir : ap + ir * kc; };
-        const auto a_step = [&](Index ir) { return direct_a && mc - ir >= kMR ? a.stride : kMR; };
         for (Index jr = 0; jr < nc; jr += kNR) {
           const Index cols = std::min<Index>(kNR, nc - jr);
           for (Index ir = 0; ir < mc; ir += kMR) {
@@ -248,25 +245,24 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
             const Index i0 = ic + ir, j0 = jc + jr;
             const float* rb = ep.row_bias != nullptr ? ep.row_bias + i0 : nullptr;
             const float* cb = ep.col_bias != nullptr ? ep.col_bias + j0 : nullptr;
-            if (rows == kMR && cols == kNR && !transposed) {
-              if (direct_a && mc - ir >= kMR)
-                tile<A, true>(kc, a_tile(ir), a_step(ir), bp + jr * kc, kNR, c.data + j0 * c.stride + i0, c.stride,
-                              accumulate, last, rb, cb);
+            // Step k of the tile's A: packed, MR values apart; in place, a column apart.
+            const bool in_place = direct_a && rows == kMR;
+            const auto run_tile = [&](float* cp, Index ldc) {
+              if (in_place)
+                tile<A, true>(kc, a.data + pc * a.stride + i0, a.stride, bp + jr * kc, kNR, cp, ldc, accumulate,
+                              last, rb, cb);
               else
-                tile<A>(kc, a_tile(ir), a_step(ir), bp + jr * kc, kNR, c.data + j0 * c.stride + i0, c.stride,
-                        accumulate, last, rb, cb);
+                tile<A>(kc, ap + ir * kc, kMR, bp + jr * kc, kNR, cp, ldc, accumulate, last, rb, cb);
+            };
+            if (rows == kMR && cols == kNR && !transposed) {
+              run_tile(c.data + j0 * c.stride + i0, c.stride);
               continue;
             }
             // An edge tile, or a transposed result: the same register tile, through a buffer (and
             // padded biases).
-            if (accumulate) {
-              if (transposed)  // along C's storage: row i of this tile is contiguous there
-                for (Index i = 0; i < rows; ++i)
-                  for (Index j = 0; j < cols; ++j) edge[j * kMR + i] = at(i0 + i, j0 + j);
-              else
-                for (Index j = 0; j < cols; ++j)
-                  for (Index i = 0; i < rows; ++i) edge[j * kMR + i] = at(i0 + i, j0 + j);
-            }
+            if (accumulate)
+              for (Index j = 0; j < cols; ++j)
+                for (Index i = 0; i < rows; ++i) edge[j * kMR + i] = at(i0 + i, j0 + j);
             if (rb != nullptr) {
               std::fill(edge_rows, edge_rows + kMR, 0.0f);
               std::copy(rb, rb + rows, edge_rows);
@@ -277,16 +273,9 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
               std::copy(cb, cb + cols, edge_cols);
               cb = edge_cols;
             }
-            if (direct_a && mc - ir >= kMR)
-              tile<A, true>(kc, a_tile(ir), a_step(ir), bp + jr * kc, kNR, edge, kMR, accumulate, last, rb, cb);
-            else
-              tile<A>(kc, a_tile(ir), a_step(ir), bp + jr * kc, kNR, edge, kMR, accumulate, last, rb, cb);
-            if (transposed)
-              for (Index i = 0; i < rows; ++i)
-                for (Index j = 0; j < cols; ++j) at(i0 + i, j0 + j) = edge[j * kMR + i];
-            else
-              for (Index j = 0; j < cols; ++j)
-                for (Index i = 0; i < rows; ++i) at(i0 + i, j0 + j) = edge[j * kMR + i];
+            run_tile(edge, kMR);
+            for (Index j = 0; j < cols; ++j)
+              for (Index i = 0; i < rows; ++i) at(i0 + i, j0 + j) = edge[j * kMR + i];
           }
         }
       }
