@@ -89,7 +89,12 @@ void replace_dataset(hid_t file, const char* path, FuzzedDataProvider& p) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   mdn::h5::quiet();
   FuzzedDataProvider p(data, size);
-  static const std::string path = "/dev/shm/mdn-fuzz-checkpoint-" + std::to_string(getpid()) + ".h5";
+  // One scratch file per fuzzing process, removed when it exits (kept after a crash, with the input).
+  static const struct Scratch {
+    std::string path = "/dev/shm/mdn-fuzz-checkpoint-" + std::to_string(getpid()) + ".h5";
+    ~Scratch() { std::remove(path.c_str()); }
+  } scratch;
+  const std::string& path = scratch.path;
 
   mdn::Checkpoint c;
   c.model.input_dim = p.ConsumeIntegralInRange<int>(1, 3);
