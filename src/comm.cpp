@@ -2,13 +2,19 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <atomic>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "mdn/error.hpp"
 #include "mdn/mpi_comm.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 namespace mdn {
 
@@ -32,6 +38,32 @@ void Comm::settle(const std::exception_ptr& local) {
   broadcast(&code, 1, first);
   broadcast(report.message, first);
   throw Error(static_cast<Exit>(code), report.message, /*collective=*/true);
+}
+
+namespace {
+
+/// A private buffer summed in place by one allreduce.
+class AllreduceSum final : public IntegerSum {
+ public:
+  AllreduceSum(Comm& comm, std::size_t n) : comm_(comm), buffer_(n, 0) {
+    values_ = buffer_.data();
+    n_ = n;
+  }
+  const std::int64_t* sum() override {
+    comm_.allreduce(values_, n_, ReduceOp::sum);
+    return values_;
+  }
+  std::string route() const override { return comm_.size() == 1 ? "one rank" : "MPI allreduce"; }
+
+ private:
+  Comm& comm_;
+  std::vector<std::int64_t> buffer_;
+};
+
+}  // namespace
+
+std::unique_ptr<IntegerSum> Comm::integer_sum(std::size_t n, const IntegerSumOptions&) {
+  return std::make_unique<AllreduceSum>(*this, n);
 }
 
 void SelfComm::exchange_rows(const float* send, std::size_t width,
@@ -260,19 +292,216 @@ std::vector<char> MpiComm::gather(const void* data, std::size_t bytes, int root)
   return out;
 }
 
-void MpiComm::allreduce_raw(void* data, std::size_t n, DType type, ReduceOp op) {
+namespace {
+
+/// In-place allreduce on `on`, in pieces of at most kMaxCount, each polled by `waiter`'s watchdog.
+void iallreduce(MpiComm& waiter, MPI_Comm on, void* data, std::size_t n, DType type, ReduceOp op) {
   auto* bytes = static_cast<unsigned char*>(data);
   const std::size_t width = type_size(type);
   std::size_t done = 0;
   do {
     const std::size_t count = std::min(n - done, kMaxCount);
     MPI_Request req;
-    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, bytes + done * width, static_cast<int>(count),
-                             mpi_type(type), mpi_op(op), comm_, &req),
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, bytes + done * width, static_cast<int>(count), mpi_type(type),
+                             mpi_op(op), on, &req),
               "MPI_Iallreduce");
-    wait(req, "MPI_Iallreduce");
+    waiter.wait(req, "MPI_Iallreduce");
     done += count;
   } while (done < n);
+}
+
+/// Owns a communicator made from another (freed unless MPI is finalized).
+class OwnedComm {
+ public:
+  OwnedComm() = default;
+  OwnedComm(OwnedComm&& o) noexcept : c_(std::exchange(o.c_, MPI_COMM_NULL)) {}
+  OwnedComm& operator=(OwnedComm&&) = delete;
+  ~OwnedComm() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized && c_ != MPI_COMM_NULL) MPI_Comm_free(&c_);
+  }
+  MPI_Comm* out() { return &c_; }
+  MPI_Comm get() const { return c_; }
+
+ private:
+  MPI_Comm c_ = MPI_COMM_NULL;
+};
+
+/// A POSIX shared-memory segment mapped into this process (unmapped on destruction: a local
+/// call, so that no error path waits for other ranks).
+class Mapping {
+ public:
+  Mapping() = default;
+  Mapping(void* p, std::size_t bytes) : p_(p), bytes_(bytes) {}
+  Mapping(Mapping&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(o.bytes_) {}
+  Mapping& operator=(Mapping&&) = delete;
+  ~Mapping() {
+    if (p_ != nullptr) munmap(p_, bytes_);
+  }
+  unsigned char* get() const { return static_cast<unsigned char*>(p_); }
+
+ private:
+  void* p_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+/// Node rank 0 creates and sizes the segment (its pages reserved with posix_fallocate, so that a
+/// full /dev/shm is an error here and not a SIGBUS later) and sends its name; the other ranks map
+/// it. Every failure is local and returns an empty mapping; the caller agrees on the outcome and
+/// then (node rank 0) unlinks `created`, the segment's name.
+Mapping map_node_segment(MpiComm& world, MPI_Comm node, int node_rank, std::size_t bytes, std::string& created) {
+  static int serial = 0;
+  char name[64] = {};
+  if (node_rank == 0) {
+    std::snprintf(name, sizeof name, "/mdn-sum-%ld-%d-%lld", static_cast<long>(getpid()), serial++,
+                  static_cast<long long>(std::chrono::steady_clock::now().time_since_epoch().count() & 0xffffff));
+    const int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    bool ok = fd >= 0 && ftruncate(fd, static_cast<off_t>(bytes)) == 0 &&
+              posix_fallocate(fd, 0, static_cast<off_t>(bytes)) == 0;
+    if (fd >= 0) close(fd);
+    if (ok) {
+      created = name;
+    } else {
+      if (fd >= 0) shm_unlink(name);
+      name[0] = '\0';  // tells the others
+    }
+  }
+  MPI_Request req;
+  check_mpi(MPI_Ibcast(name, sizeof name, MPI_CHAR, 0, node, &req), "MPI_Ibcast");
+  world.wait(req, "MPI_Ibcast (node)");
+  if (name[0] == '\0') return {};
+  const int fd = shm_open(name, O_RDWR, 0600);
+  if (fd < 0) return {};
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  return p == MAP_FAILED ? Mapping() : Mapping(p, bytes);
+}
+
+/// The integer sum through a shared-memory segment per node (POSIX shm).
+///
+/// Each rank writes its values into its own part of the node's segment. After a node barrier,
+/// node rank r adds its chunk [r n / R, (r + 1) n / R) of every rank's part (R ranks on the node)
+/// into the node's sums; when nodes hold equal numbers of ranks, rank r then allreduces that
+/// chunk with the node ranks r of the other nodes, so every rank carries 1/R of the inter-node
+/// traffic. (Nodes of unequal size: each node's first rank adds everything and allreduces it with
+/// the other nodes' first ranks.) A second barrier publishes the sums. Against one MPI allreduce
+/// over all ranks, no byte is copied into or out of MPI's buffers on the node, and the addition
+/// is spread over the node's ranks.
+///
+/// Reuse without a race: a rank rewrites its part only after the second barrier (everyone has
+/// added), and the sums are rewritten only after the next call's first barrier (everyone has read
+/// them). Both barriers are polled by the stall watchdog.
+class SharedSum final : public IntegerSum {
+ public:
+  SharedSum(MpiComm& world, std::size_t n, OwnedComm node, Mapping segment, std::size_t stride, int node_rank,
+            int node_size, int nodes, bool equal_nodes)
+      : world_(world), node_(std::move(node)), segment_(std::move(segment)), nodes_(nodes), node_size_(node_size) {
+    n_ = n;
+    for (int r = 0; r < node_size; ++r)
+      parts_.push_back(reinterpret_cast<std::int64_t*>(segment_.get() + static_cast<std::size_t>(r) * stride));
+    values_ = parts_[static_cast<std::size_t>(node_rank)];
+    sums_ = reinterpret_cast<std::int64_t*>(segment_.get() + static_cast<std::size_t>(node_size) * stride);
+    if (equal_nodes) {
+      begin_ = n * static_cast<std::size_t>(node_rank) / static_cast<std::size_t>(node_size);
+      end_ = n * static_cast<std::size_t>(node_rank + 1) / static_cast<std::size_t>(node_size);
+      if (nodes > 1) check_mpi(MPI_Comm_split(world.handle(), node_rank, world.rank(), across_.out()), "MPI_Comm_split");
+    } else {
+      leaders_ = true;
+      begin_ = 0;
+      end_ = node_rank == 0 ? n : 0;
+      check_mpi(MPI_Comm_split(world.handle(), node_rank == 0 ? 0 : MPI_UNDEFINED, world.rank(), across_.out()),
+                "MPI_Comm_split");
+    }
+  }
+
+  const std::int64_t* sum() override {
+    publish();  // every rank's values are written
+    if (end_ > begin_) {
+      std::int64_t* out = sums_;
+      constexpr std::size_t kBlock = 2048;  // 16 KB: the block stays in L1 while the parts are added in
+      for (std::size_t b = begin_; b < end_; b += kBlock) {
+        const std::size_t e = std::min(end_, b + kBlock);
+        const std::int64_t* first = parts_[0];
+        for (std::size_t i = b; i < e; ++i) out[i] = first[i];
+        for (std::size_t r = 1; r < parts_.size(); ++r) {
+          const std::int64_t* part = parts_[r];
+          for (std::size_t i = b; i < e; ++i) out[i] += part[i];
+        }
+      }
+      if (across_.get() != MPI_COMM_NULL)
+        iallreduce(world_, across_.get(), out + begin_, end_ - begin_, DType::i64, ReduceOp::sum);
+    }
+    publish();  // every chunk is summed
+    return sums_;
+  }
+
+  std::string route() const override {
+    const std::string node = fmt::format("shared memory ({} rank{} per node", node_size_, node_size_ == 1 ? "" : "s");
+    if (nodes_ == 1) return node + ", 1 node)";
+    return fmt::format("{}, {} nodes), between nodes MPI allreduce{}", node, nodes_,
+                       leaders_ ? " by each node's first rank (nodes of unequal size)" : " in per-rank chunks");
+  }
+
+ private:
+  /// Orders every rank's writes to the segment before the other ranks' reads: full fences
+  /// around a node barrier.
+  void publish() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    MPI_Request req;
+    check_mpi(MPI_Ibarrier(node_.get(), &req), "MPI_Ibarrier");
+    world_.wait(req, "MPI_Ibarrier (node)");
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+
+  MpiComm& world_;
+  OwnedComm node_;
+  OwnedComm across_;  // the same node rank on every node, or the nodes' first ranks
+  Mapping segment_;   // every node rank's part, then the sums
+  int nodes_;
+  int node_size_;
+  bool leaders_ = false;
+  std::vector<std::int64_t*> parts_;
+  std::int64_t* sums_ = nullptr;
+  std::size_t begin_ = 0, end_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<IntegerSum> MpiComm::integer_sum(std::size_t n, const IntegerSumOptions& options) {
+  if (!options.shared_memory || size_ == 1 || n == 0) return Comm::integer_sum(n, options);
+  OwnedComm node;
+  if (options.node >= 0)
+    check_mpi(MPI_Comm_split(comm_, options.node, rank_, node.out()), "MPI_Comm_split");
+  else
+    check_mpi(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, node.out()),
+              "MPI_Comm_split_type");
+  int node_rank = 0, node_size = 1;
+  check_mpi(MPI_Comm_rank(node.get(), &node_rank), "MPI_Comm_rank");
+  check_mpi(MPI_Comm_size(node.get(), &node_size), "MPI_Comm_size");
+  // Sizes: the largest and smallest node, and the number of nodes, agreed by every rank.
+  std::int64_t agreed[3] = {node_size, -node_size, node_rank == 0 ? 1 : 0};
+  allreduce(agreed, 2, ReduceOp::max);
+  allreduce(agreed + 2, 1, ReduceOp::sum);
+  // One rank per node: nothing to share.
+  if (options.node < 0 && agreed[0] == 1) return Comm::integer_sum(n, options);
+
+  // Every rank's part and the sums, each on pages of its own.
+  const std::size_t stride = (n * sizeof(std::int64_t) + 4095) / 4096 * 4096;
+  const std::size_t bytes = stride * static_cast<std::size_t>(node_size + 1);
+  std::string created;
+  Mapping segment = map_node_segment(*this, node.get(), node_rank, bytes, created);
+  // Every rank has tried to map the segment once this returns: its name can go. Where some rank
+  // has none (no /dev/shm, too little room in it, a file size limit), every rank sums through MPI.
+  const bool everywhere = min(segment.get() != nullptr ? 1 : 0) == 1;
+  if (!created.empty()) shm_unlink(created.c_str());
+  if (!everywhere) return Comm::integer_sum(n, options);
+  return std::make_unique<SharedSum>(*this, n, std::move(node), std::move(segment), stride, node_rank, node_size,
+                                     static_cast<int>(agreed[2]), agreed[0] == -agreed[1]);
+}
+
+void MpiComm::allreduce_raw(void* data, std::size_t n, DType type, ReduceOp op) {
+  iallreduce(*this, comm_, data, n, type, op);
 }
 
 void MpiComm::broadcast_raw(void* data, std::size_t bytes, int root) {

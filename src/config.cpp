@@ -408,6 +408,9 @@ std::vector<KeySpec> build_keys() {
                             kPositive,
                             "Stall watchdog: a collective that makes no progress for this long ends the job with an "
                             "error naming the step and phase (must exceed the longest checkpoint write); null: wait forever."));
+  k.push_back(boolean("comm.shared_memory", [](Config& c) -> bool& { return c.comm.shared_memory; },
+                      "Exact reduction: ranks on one node add their integer sums in a shared-memory segment (POSIX shm); "
+                      "false: through MPI's allreduce alone (the results are the same bits)."));
   return k;
 }
 

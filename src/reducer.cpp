@@ -30,7 +30,7 @@ int ceil_log2(Index m) {
 }  // namespace
 
 GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max_local, Comm& comm, CpuLevel level,
-                                 const Faults& faults)
+                                 const Faults& faults, const IntegerSumOptions& sum)
     : layout_(layout), mode_(mode), comm_(comm), kernels_(kernels<float>(level)), n_(layout.size()), faults_(faults) {
   const std::size_t slots = layout.slots().size();
   loss_.assign(static_cast<std::size_t>(std::max<Index>(max_local, 1)), 0.0);
@@ -39,7 +39,7 @@ GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max
     held_.assign(loss_.size(), Vec<float>(n_));
     held_ptrs_.assign(loss_.size(), nullptr);
     maxima_.assign(slots + kMaxTail, 0.0);
-    acc_.assign(static_cast<std::size_t>(n_ + kExactSumTail), 0);
+    sum_ = comm.integer_sum(static_cast<std::size_t>(n_ + kExactSumTail), sum);
     shift_.assign(slots + 1, 0);
   } else {
     held_.assign(1, Vec<float>(n_));
@@ -150,40 +150,47 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
   // 3. Quantise and sum locally (every local micro-batch in one pass over each tensor), then
   //    across ranks.
   for (Index k = 0; k < n_local; ++k) held_ptrs_[static_cast<std::size_t>(k)] = held_[static_cast<std::size_t>(k)].data();
+  std::int64_t* acc = sum_->values();
   for (std::size_t s = 0; s < S; ++s)
-    kernels_.quantize(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset, acc_.data() + slots[s].offset,
+    kernels_.quantize(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset, acc + slots[s].offset,
                       slots[s].size(), std::ldexp(1.0, shift_[s]));
-  std::int64_t& loss_acc = acc_[static_cast<std::size_t>(n_ + kSumLoss)];
-  std::int64_t& rows_acc = acc_[static_cast<std::size_t>(n_ + kSumRows)];
-  loss_acc = 0;
-  rows_acc = 0;
+  std::int64_t loss_acc = 0;
+  std::int64_t rows_acc = 0;
   for (Index k = 0; k < n_local; ++k) {
     loss_acc += std::llrint(std::ldexp(loss_[static_cast<std::size_t>(k)], shift_[S]));
     rows_acc += rows_[static_cast<std::size_t>(k)];
   }
+  acc[n_ + kSumLoss] = loss_acc;
+  acc[n_ + kSumRows] = rows_acc;
   {
     ScopedTimer w(comm_seconds_);
-    comm_.allreduce(acc_.data(), acc_.size(), ReduceOp::sum);
+    sums_ = sum_->sum();
   }
 
   // 4. Divide once by the global row count.
-  r.rows = rows_acc;
-  r.loss_sum = std::ldexp(static_cast<double>(loss_acc), -shift_[S]);
+  r.rows = sums_[n_ + kSumRows];
+  r.loss_sum = std::ldexp(static_cast<double>(sums_[n_ + kSumLoss]), -shift_[S]);
   // The division by the row count is one multiplication by quantum / rows (computed once per
   // tensor, in double): vector divisions would cost more than the rest of the reduction.
   const double rows = static_cast<double>(r.rows);
   r.sum_squares = 0;
   for (std::size_t s = 0; s < S; ++s)
-    r.sum_squares += kernels_.dequantize(acc_.data() + slots[s].offset, mean + slots[s].offset, slots[s].size(),
+    r.sum_squares += kernels_.dequantize(sums_ + slots[s].offset, mean + slots[s].offset, slots[s].size(),
                                          std::ldexp(1.0, -shift_[s]) / rows);
   return r;
 }
 
+std::string GradientReducer::route() const {
+  if (sum_) return sum_->route();
+  return comm_.size() == 1 ? "one rank" : "MPI allreduce of floats";
+}
+
 double GradientReducer::last_sum(Index i) const {
+  if (sums_ == nullptr) return 0;
   for (std::size_t s = 0; s < layout_.slots().size(); ++s) {
     const Slot& slot = layout_.slots()[s];
     if (i >= slot.offset && i < slot.offset + slot.size())
-      return std::ldexp(static_cast<double>(acc_[static_cast<std::size_t>(i)]), -shift_[s]);
+      return std::ldexp(static_cast<double>(sums_[i]), -shift_[s]);
   }
   return 0;
 }

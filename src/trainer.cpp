@@ -54,7 +54,8 @@ Trainer::Trainer(Prepared& p, Comm& comm, const Checkpoint* resume, const Faults
       grad_(layout_.size()),
       optimizer_(p.config.optimizer_spec(), layout_, p.cpu.level),
       reducer_(layout_, p.config.train.reduction,
-               (p.batches.batch / p.batches.micro + comm.size() - 1) / comm.size(), comm, p.cpu.level, faults),
+               (p.batches.batch / p.batches.micro + comm.size() - 1) / comm.size(), comm, p.cpu.level, faults,
+               IntegerSumOptions{p.config.comm.shared_memory}),
       data_(comm, std::move(p.train_shard), p.train_range, p.model.input_dim, p.model.output_dim, p.batches),
       x_(p.model.input_dim, p.batches.micro),
       y_(p.model.output_dim, p.batches.micro),
@@ -434,6 +435,7 @@ int train_command(const std::string& config_path, const std::vector<std::string>
     const std::string level = to_string(p.cpu.level);
     trainer.write_metrics(json{{"kind", "start"}, {"step", trainer.step()}, {"ranks", comm.size()}, {"cpu", level},
                                {"cpu_reason", p.cpu.reason}, {"cpu_common", to_string(p.cpu.common)},
+                               {"reduction_route", trainer.reduction_route()},
                                {"version", fmt::format("{} ({})", version(), git_describe())}}.dump());
     if (plan.checkpoint) {
       const Checkpoint& ck = *plan.checkpoint;
@@ -445,6 +447,7 @@ int train_command(const std::string& config_path, const std::vector<std::string>
                   static_cast<long long>(ck.step), static_cast<long long>(ck.world_size), comm.size());
     }
     std::printf("cpu: %s\n", p.cpu.describe(comm.size()).c_str());
+    if (comm.size() > 1) std::printf("gradient sums: %s\n", trainer.reduction_route().c_str());
     if (plan.checkpoint && !p.cpu.replaced.empty()) {
       const std::string why = p.cpu.replaced == "unknown"
                                   ? std::string("does not record the level it was trained at (an older mdn)")

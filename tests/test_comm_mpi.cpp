@@ -1,5 +1,11 @@
-// Comm over real MPI processes (ctest runs this under mpiexec -n 1, 2 and 3).
+// Comm over real MPI processes (ctest runs this under mpiexec -n 1, 2, 3 and 4).
 #include <mpi.h>
+
+#include <sys/resource.h>
+
+#include <csignal>
+#include <cstdint>
+#include <limits>
 
 #include "mdn/mpi_comm.hpp"
 #include "support/comm_cases.hpp"
@@ -26,6 +32,76 @@ TEST(MpiComm, SettleRankLocalFailure) {
   check_settle_rank_local_failure(c);
 }
 TEST(MpiComm, SettleLowestRankWins) { MpiComm c(MPI_COMM_WORLD); check_settle_lowest_rank_wins(c); }
+
+/// Rank r's value i in round `round`: large, of both signs, different for every rank, element and
+/// round, and such that the sum over ranks cannot overflow.
+std::int64_t term(int rank, std::size_t i, int round) {
+  const auto h = (static_cast<std::uint64_t>(rank) + 1) * 0x9E3779B97F4A7C15ull ^
+                 (static_cast<std::uint64_t>(i) + 7) * 0xC2B2AE3D27D4EB4Full ^ static_cast<std::uint64_t>(round) << 40;
+  return static_cast<std::int64_t>(h >> 4) - (std::int64_t{1} << 59);  // |value| < 2^59
+}
+
+/// Sums several rounds through one IntegerSum (values rewritten right after each sum, as the
+/// reducer does) and checks every element against the sum computed here from the terms.
+void check_integer_sum(MpiComm& c, const IntegerSumOptions& options, const char* route_has) {
+  const std::size_t n = 10007;  // odd: chunks of unequal length
+  auto sum = c.integer_sum(n, options);
+  ASSERT_EQ(sum->size(), n);
+  EXPECT_NE(sum->route().find(route_has), std::string::npos) << sum->route();
+  for (int round = 0; round < 3; ++round) {
+    std::int64_t* v = sum->values();
+    for (std::size_t i = 0; i < n; ++i) v[i] = term(c.rank(), i, round);
+    const std::int64_t* s = sum->sum();
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::int64_t expected = 0;
+      for (int r = 0; r < c.size(); ++r) expected += term(r, i, round);
+      wrong += s[i] != expected;
+    }
+    EXPECT_EQ(wrong, 0u) << "round " << round << ", route " << sum->route();
+  }
+}
+
+TEST(MpiComm, IntegerSumThroughSharedMemory) {
+  MpiComm c(MPI_COMM_WORLD);
+  check_integer_sum(c, {}, c.size() == 1 ? "one rank" : "shared memory");
+}
+
+TEST(MpiComm, IntegerSumThroughMpiAlone) {
+  MpiComm c(MPI_COMM_WORLD);
+  check_integer_sum(c, {false, -1}, c.size() == 1 ? "one rank" : "MPI allreduce");
+}
+
+TEST(MpiComm, IntegerSumOverNodesOfEqualSize) {
+  // Ranks grouped into "nodes" of two (and of one): every node rank allreduces its chunk with
+  // its peers on the other nodes.
+  MpiComm c(MPI_COMM_WORLD);
+  if (c.size() % 2 == 0) check_integer_sum(c, {true, c.rank() / 2}, c.size() == 2 ? "1 node" : "per-rank chunks");
+  if (c.size() > 1) check_integer_sum(c, {true, c.rank()}, "per-rank chunks");
+  if (c.size() % 2 == 0) check_integer_sum(c, {true, c.rank() % 2}, c.size() == 2 ? "per-rank chunks" : "2 nodes");
+}
+
+TEST(MpiComm, IntegerSumOverNodesOfUnequalSize) {
+  // Rank 0 alone, the others together: the nodes' first ranks allreduce the whole vector.
+  MpiComm c(MPI_COMM_WORLD);
+  if (c.size() < 3) GTEST_SKIP() << "needs 3 ranks";
+  check_integer_sum(c, {true, c.rank() == 0 ? 0 : 1}, "unequal size");
+}
+
+TEST(MpiComm, IntegerSumFallsBackToMpiWhereNoSegmentCanBeMade) {
+  // A file size limit below the segment's size (as under `ulimit -f`): creating the segment
+  // fails, and every rank sums through MPI instead.
+  MpiComm c(MPI_COMM_WORLD);
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit tight = old;
+  tight.rlim_cur = 4096;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &tight), 0);
+  check_integer_sum(c, {}, c.size() == 1 ? "one rank" : "MPI allreduce");
+  setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+}
 
 TEST(MpiComm, FailedCallBecomesErrorWithMpiMessage) {
   MpiComm c(MPI_COMM_WORLD);

@@ -46,11 +46,12 @@ struct Reduced {
 /// Reduces M micro-batches of `rows` rows each, micro-batch g held by rank owner(g).
 template <class Owner>
 Reduced reduce(Comm& comm, Reduction mode, Index M, Owner owner, StepFlags flags = {}, Index poison = -1,
-               float poison_value = std::numeric_limits<float>::infinity(), CpuLevel level = best_built_level()) {
+               float poison_value = std::numeric_limits<float>::infinity(), CpuLevel level = best_built_level(),
+               const IntegerSumOptions& sum = {}) {
   const Layout layout(spec());
   Index local = 0;
   for (Index g = 0; g < M; ++g) local += owner(g) == comm.rank();
-  GradientReducer red(layout, mode, std::max<Index>(local, 1), comm, level);
+  GradientReducer red(layout, mode, std::max<Index>(local, 1), comm, level, Faults::none(), sum);
   Index k = 0;
   for (Index g = 0; g < M; ++g) {
     if (owner(g) != comm.rank()) continue;
@@ -90,6 +91,24 @@ TEST(Reducer, ExactIsIdenticalForAnyRankCountAndPlacement) {
                               0.0f, level);
     EXPECT_EQ(at.mean, one.mean) << to_string(level);
     EXPECT_EQ(at.sums, one.sums) << to_string(level);
+  }
+}
+
+TEST(Reducer, ExactIsIdenticalThroughSharedMemoryAndThroughMpi) {
+  MpiComm comm(MPI_COMM_WORLD);
+  const Index M = 9;
+  const int P = comm.size();
+  auto dealt = [&](Index g) { return static_cast<int>(g % P); };
+  const Reduced shared = reduce(comm, Reduction::exact, M, dealt);
+  const Reduced mpi = reduce(comm, Reduction::exact, M, dealt, {}, -1, 0, best_built_level(), {false, -1});
+  // Two "nodes" of unequal size when there are 3 ranks.
+  const Reduced nodes = reduce(comm, Reduction::exact, M, dealt, {}, -1, 0, best_built_level(), {true, comm.rank() / 2});
+  for (const Reduced* r : {&mpi, &nodes}) {
+    EXPECT_EQ(shared.mean, r->mean);
+    EXPECT_EQ(shared.sums, r->sums);
+    EXPECT_EQ(shared.result.loss_sum, r->result.loss_sum);
+    EXPECT_EQ(shared.result.rows, r->result.rows);
+    EXPECT_EQ(shared.result.sum_squares, r->result.sum_squares);
   }
 }
 

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -29,6 +30,35 @@ constexpr DType dtype_of() {
     return DType::f64;
   }
 }
+
+/// n int64 values per rank, summed over all ranks in place: the exact reduction's integer sum.
+/// Integer addition is associative, so the route does not change the result: ranks on one node
+/// add through memory they share (MpiComm), nodes through MPI, and anything else through one
+/// allreduce.
+class IntegerSum {
+ public:
+  virtual ~IntegerSum() = default;
+  std::size_t size() const { return n_; }
+  /// Where this rank writes its n values; what they hold after sum() is unspecified.
+  std::int64_t* values() { return values_; }
+  /// Collective: the element-wise sums over all ranks, valid until this rank calls sum() again.
+  /// Allocates nothing.
+  virtual const std::int64_t* sum() = 0;
+  /// How the values travel, for the start message and metrics.jsonl.
+  virtual std::string route() const = 0;
+
+ protected:
+  std::int64_t* values_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+struct IntegerSumOptions {
+  /// Ranks that share a node add through a shared-memory window (MpiComm); false: one MPI
+  /// allreduce over all ranks.
+  bool shared_memory = true;
+  /// Tests: ranks with the same value form a "node" (instead of the ranks that share memory).
+  int node = -1;
+};
 
 class Comm {
  public:
@@ -77,6 +107,9 @@ class Comm {
   /// Concatenates every rank's bytes, in rank order, on `root` (empty elsewhere). Collective;
   /// any size.
   virtual std::vector<char> gather(const void* data, std::size_t bytes, int root = 0) = 0;
+
+  /// A sum of n int64 values per rank (above). Collective. This base version: one allreduce.
+  virtual std::unique_ptr<IntegerSum> integer_sum(std::size_t n, const IntegerSumOptions& options = {});
 
   /// Turns a failure on some ranks into the same mdn::Error on every rank.
   ///

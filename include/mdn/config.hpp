@@ -92,6 +92,7 @@ struct Config {
   } log;
   struct CommSection {
     std::optional<double> timeout_seconds = 600.0;
+    bool shared_memory = true;
   } comm;
 
   /// Where each key's value came from: "FILE:LINE:COL", "--set KEY=VALUE", or absent (default).

@@ -38,14 +38,19 @@ class MpiComm final : public Comm {
   }
   void set_timeout(double seconds) override { timeout_ = seconds; }
   MPI_Comm handle() const { return comm_; }
+  /// The exact reduction's integer sum: through a shared-memory window per node (comm.cpp,
+  /// SharedSum) unless options say otherwise, there is one rank per node, or some rank cannot
+  /// allocate the window.
+  std::unique_ptr<IntegerSum> integer_sum(std::size_t n, const IntegerSumOptions& options = {}) override;
+  /// Completes `request` (started by `call`, on this or a derived communicator), polling against
+  /// the deadline: past it, reports the step and phase and aborts the job.
+  void wait(MPI_Request& request, const char* call);
 
  protected:
   void allreduce_raw(void* data, std::size_t n, DType type, ReduceOp op) override;
   void broadcast_raw(void* data, std::size_t bytes, int root) override;
 
  private:
-  /// Completes `request` (started by `call`), polling against the deadline.
-  void wait(MPI_Request& request, const char* call);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;

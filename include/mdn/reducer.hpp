@@ -5,7 +5,8 @@
 // the per-slot maxima over all ranks are known (one small MPI_MAX that also carries the
 // non-finite flag and the stop request); each micro-batch gradient is then quantised to int64
 // with a power-of-two quantum per layout slot, summed as integers locally and with one MPI_SUM
-// across ranks, and divided once by the global row count (a multiplication by quantum / rows). Integer sums are associative: the
+// across ranks, and divided once by the global row count (a multiplication by quantum / rows).
+// The integer sum goes through Comm::integer_sum: on one node, through shared memory. Integer sums are associative: the
 // result is bit-identical for any number of ranks and any placement of the micro-batches.
 //   Quantum of slot s: q_s = 2^(e_s + c - 62), where a_s < 2^e_s is the largest |element| of the
 //   slot over the step's M micro-batches and 2^c >= M. Every quantised term is below 2^(62-c) in
@@ -39,8 +40,9 @@ class GradientReducer {
  public:
   /// max_local: the most micro-batches of one step a rank can hold; the quantisation runs in
   /// the kernels of `level`.
+  /// `sum` says how the exact mode's integers travel (comm.shared_memory).
   GradientReducer(const Layout& layout, Reduction mode, Index max_local, Comm& comm, CpuLevel level,
-                  const Faults& faults = Faults::none());
+                  const Faults& faults = Faults::none(), const IntegerSumOptions& sum = {});
 
   /// Where local micro-batch k's gradient (layout-sized, float) is to be written.
   float* gradient(Index k);
@@ -66,6 +68,8 @@ class GradientReducer {
 
   /// Exact mode: the dequantised sum of element i before the division (for tests).
   double last_sum(Index i) const;
+  /// How the gradient sums travel between ranks (for the start message).
+  std::string route() const;
   /// Seconds spent in collectives so far.
   double comm_seconds() const { return comm_seconds_; }
 
@@ -83,7 +87,8 @@ class GradientReducer {
   std::vector<double> loss_;            // per local micro-batch
   std::vector<Index> rows_;             // per local micro-batch
   std::vector<double> maxima_;          // exact: per slot, then the MaxTail values (reducer.cpp)
-  std::vector<std::int64_t> acc_;       // exact: quantised sums, then loss and rows (SumTail)
+  std::unique_ptr<IntegerSum> sum_;     // exact: this rank's quantised sums, then loss and rows (SumTail)
+  const std::int64_t* sums_ = nullptr;  // exact: the last step's sums over all ranks
   std::vector<int> shift_;              // exact: per slot, then loss
   Vec<float> fast_;                     // fast: sums, then loss, rows, stop and checkpoint (SumTail)
   const Faults& faults_;

@@ -35,6 +35,8 @@ class Trainer {
 
   // State, for tests and the command's summary.
   std::int64_t step() const { return step_; }
+  /// How the step's gradient sums travel between ranks.
+  std::string reduction_route() const { return reducer_.route(); }
   std::int64_t total_steps() const { return total_steps_; }
   const Vec<float>& params() const { return params_; }
 

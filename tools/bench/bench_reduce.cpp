@@ -1,6 +1,7 @@
 // Measures the cost of the step's gradient reduction schemes (README, "Exact reduction"):
 //   fast  float sums of the rank's micro-batch gradients, one float MPI_SUM
-//   (a)   per-step scale: one small MPI_MAX, quantise to int64, one int64 MPI_SUM   <- mdn's choice
+//   (a)   per-step scale: one small MPI_MAX, quantise to int64, one int64 sum   <- mdn's choice
+//         (on one node through shared memory; also timed through MPI alone)
 //   (b)   fixed scale in 128-bit integers as two int64 limbs (no MAX, twice the bytes)
 //   (c)   the previous step's scale (no MAX; a collective redo when it overflows): (a) without
 //         its MAX, so its cost is (a) minus the latency of one small allreduce, printed too
@@ -71,8 +72,8 @@ int main(int argc, char** argv) {
       }
       return comm.max(median(t)) * 1e3;
     };
-    auto run_reducer = [&](Reduction mode) {
-      GradientReducer red(layout, mode, J, comm, mdn::best_built_level());
+    auto run_reducer = [&](Reduction mode, bool shared_memory = true) {
+      GradientReducer red(layout, mode, J, comm, mdn::best_built_level(), Faults::none(), {shared_memory, -1});
       return time([&] {
         for (Index k = 0; k < J; ++k) {
           std::copy_n(grads[static_cast<std::size_t>(k)].data(), n, red.gradient(k));
@@ -83,6 +84,7 @@ int main(int argc, char** argv) {
     };
     const double t_fast = run_reducer(Reduction::fast);
     const double t_a = run_reducer(Reduction::exact);
+    const double t_a_mpi = run_reducer(Reduction::exact, false);
     // (b): quantise at a fixed scale into two int64 limbs per element, one MPI_SUM.
     std::vector<std::int64_t> limbs(static_cast<std::size_t>(2 * n + 2));
     const double t_b = time([&] {
@@ -105,6 +107,8 @@ int main(int argc, char** argv) {
                   static_cast<long long>(n), static_cast<long long>(J), comm.size(), repeats);
       std::printf("  fast  float sum                         %8.3f\n", t_fast);
       std::printf("  (a)   per-step scale, int64 (chosen)     %8.3f   %+.0f%% vs fast\n", t_a, 100 * (t_a / t_fast - 1));
+      std::printf("        the same through MPI alone         %8.3f   %+.0f%% vs fast (comm.shared_memory: false)\n", t_a_mpi,
+                  100 * (t_a_mpi / t_fast - 1));
       std::printf("  (b)   fixed scale, 2 x int64 limbs       %8.3f   %+.0f%% vs fast\n", t_b, 100 * (t_b / t_fast - 1));
       std::printf("  (c)   previous scale: (a) - one MAX      %8.3f   (the MAX alone: %.1f us)\n", t_a - t_max, t_max * 1e3);
     }
