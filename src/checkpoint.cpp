@@ -65,24 +65,15 @@ std::vector<hsize_t> slot_dims(const Slot& s) {
 
 class Writer {
  public:
-  explicit Writer(const std::string& path) : path_(path) {
-    file_ = h5::create_in_memory(path);
-    lcpl_ = h5::checked(H5Pcreate(H5P_LINK_CREATE), what("H5Pcreate"));
-    h5::check(H5Pset_create_intermediate_group(lcpl_.get(), 1), what("H5Pset_create_intermediate_group"));
-  }
+  explicit Writer(const std::string& path) : path_(path) { file_ = h5::create_in_memory(path); }
 
-  void group(const std::string& path) {
-    h5::checked(H5Gcreate2(file_.get(), path.c_str(), lcpl_.get(), H5P_DEFAULT, H5P_DEFAULT), what(path));
-  }
+  void group(const std::string& path) { h5::create_group(file_.get(), path, what(path)); }
 
   template <class T>
   void dataset(const std::string& path, std::vector<hsize_t> dims, const T* data) {
     const hid_t file_type = std::is_same_v<T, float> ? H5T_IEEE_F32LE : H5T_IEEE_F64LE;
     const hid_t mem_type = std::is_same_v<T, float> ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
-    const h5::Handle space = h5::checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), what(path));
-    const h5::Handle ds = h5::checked(H5Dcreate2(file_.get(), path.c_str(), file_type, space.get(), lcpl_.get(),
-                                                 H5P_DEFAULT, H5P_DEFAULT), what(path));
-    h5::check(H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), what(path));
+    h5::write_dataset(file_.get(), path, dims, file_type, mem_type, data, what(path));
     std::size_t n = 1;
     for (auto d : dims) n *= d;
     datasets_[path] = bytes_of(data, n * sizeof(T));
@@ -97,7 +88,6 @@ class Writer {
   /// The finished file's bytes.
   std::string image() {
     std::string bytes = h5::file_image(file_, what("file image"));
-    lcpl_.close(what("close"));
     file_.close(what("close"));
     return bytes;
   }
@@ -107,7 +97,6 @@ class Writer {
 
   std::string path_;
   h5::Handle file_;
-  h5::Handle lcpl_;
   std::map<std::string, std::string> datasets_;
 };
 
@@ -186,30 +175,25 @@ class Reader {
     std::error_code ec;
     if (!fs::exists(path, ec)) throw input_error("checkpoint '{}': no such file", path);
     if (fs::is_directory(path, ec)) throw input_error("checkpoint '{}' is a directory, not a file", path);
-    file_ = h5::checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
-                        fmt::format("checkpoint '{}' cannot be opened (truncated or not HDF5?)", path), Exit::input);
+    file_ = h5::open_file(path, fmt::format("checkpoint '{}' cannot be opened (truncated or not HDF5?)", path),
+                          Exit::input);
   }
 
   [[noreturn]] void fail(const std::string& what) const {
     throw input_error("checkpoint '{}': {}", path_, what);
   }
 
-  bool has(const std::string& obj, const std::string& attr) const {
-    const htri_t e = H5Aexists_by_name(file_.get(), obj.c_str(), attr.c_str(), H5P_DEFAULT);
-    h5::take_error_stack();
-    return e > 0;
-  }
+  bool has(const std::string& obj, const std::string& attr) const { return h5::attribute_exists(file_.get(), obj, attr); }
 
+  /// Attribute `name` of `obj`, of type class `cls` and `points` elements (any: -1).
   h5::Handle open_attr(const std::string& obj, const std::string& name, H5T_class_t cls, hssize_t points) const {
     if (!has(obj, name)) fail(fmt::format("attribute '{}' of '{}' is missing", name, obj));
-    h5::Handle a(H5Aopen_by_name(file_.get(), obj.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
-    if (!a.valid()) fail(fmt::format("attribute '{}' of '{}' cannot be read", name, obj));
-    const h5::Handle t(H5Aget_type(a.get()));
-    const h5::Handle s(H5Aget_space(a.get()));
-    if (!t.valid() || !s.valid() || H5Tget_class(t.get()) != cls)
-      fail(fmt::format("attribute '{}' of '{}' has the wrong type", name, obj));
-    const hssize_t n = H5Sget_simple_extent_npoints(s.get());
-    if (points >= 0 && n != points) fail(fmt::format("attribute '{}' of '{}' has the wrong shape", name, obj));
+    const std::string what = fmt::format("checkpoint '{}': attribute '{}' of '{}' cannot be read", path_, name, obj);
+    h5::Handle a = h5::open_attribute(file_.get(), obj, name, what, Exit::input);
+    const h5::Shape shape = h5::attribute_shape(a, what, Exit::input);
+    if (shape.type_class != cls) fail(fmt::format("attribute '{}' of '{}' has the wrong type", name, obj));
+    if (points >= 0 && shape.points() != static_cast<hsize_t>(points))
+      fail(fmt::format("attribute '{}' of '{}' has the wrong shape", name, obj));
     return a;
   }
 
@@ -219,67 +203,45 @@ class Reader {
   }
 
   std::int64_t i64(const std::string& obj, const std::string& name) const {
-    const h5::Handle a = open_attr(obj, name, H5T_INTEGER, 1);
     std::int64_t v = 0;
-    if (H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0) fail(fmt::format("attribute '{}' cannot be read", name));
+    h5::read_attribute(open_attr(obj, name, H5T_INTEGER, 1), H5T_NATIVE_INT64, &v, cannot_read(name), Exit::input);
     return v;
   }
 
   double f64(const std::string& obj, const std::string& name) const {
-    const h5::Handle a = open_attr(obj, name, H5T_FLOAT, 1);
     double v = 0;
-    if (H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) < 0) fail(fmt::format("attribute '{}' cannot be read", name));
+    h5::read_attribute(open_attr(obj, name, H5T_FLOAT, 1), H5T_NATIVE_DOUBLE, &v, cannot_read(name), Exit::input);
     return v;
   }
 
   std::vector<std::int64_t> i64s(const std::string& obj, const std::string& name) const {
     const h5::Handle a = open_attr(obj, name, H5T_INTEGER, -1);
-    const h5::Handle s(H5Aget_space(a.get()));
-    const hssize_t n = H5Sget_simple_extent_npoints(s.get());
-    if (n < 0 || n > 1024) fail(fmt::format("attribute '{}' has an implausible length", name));
+    const hsize_t n = h5::attribute_shape(a, cannot_read(name), Exit::input).points();
+    if (n > 1024) fail(fmt::format("attribute '{}' has an implausible length", name));
     std::vector<std::int64_t> v(static_cast<std::size_t>(n));
-    if (n > 0 && H5Aread(a.get(), H5T_NATIVE_INT64, v.data()) < 0)
-      fail(fmt::format("attribute '{}' cannot be read", name));
+    if (n > 0) h5::read_attribute(a, H5T_NATIVE_INT64, v.data(), cannot_read(name), Exit::input);
     return v;
   }
 
-  bool exists(const std::string& path) const {
-    // Check each component, as H5Lexists requires.
-    std::size_t pos = 0;
-    while (true) {
-      pos = path.find('/', pos + 1);
-      const std::string part = path.substr(0, pos);
-      const htri_t e = H5Lexists(file_.get(), part.c_str(), H5P_DEFAULT);
-      h5::take_error_stack();
-      if (e <= 0) return false;
-      if (pos == std::string::npos) return true;
-    }
-  }
+  bool exists(const std::string& path) const { return h5::link_exists(file_.get(), path); }
 
   /// Reads dataset `path` of exactly `dims` into out (float or double, converted by HDF5).
   template <class T>
   void dataset(const std::string& path, const std::vector<hsize_t>& dims, T* out) const {
     if (!exists(path)) fail(fmt::format("dataset '{}' is missing", path));
-    const h5::Handle ds(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT));
-    if (!ds.valid()) fail(fmt::format("dataset '{}' cannot be opened (corrupt file?)", path));
-    const h5::Handle space(H5Dget_space(ds.get()));
-    const h5::Handle type(H5Dget_type(ds.get()));
-    if (!space.valid() || !type.valid() || H5Tget_class(type.get()) != H5T_FLOAT)
-      fail(fmt::format("dataset '{}' is not floating point", path));
-    const int rank = H5Sget_simple_extent_ndims(space.get());
-    std::vector<hsize_t> got(static_cast<std::size_t>(std::max(rank, 0)));
-    if (rank != static_cast<int>(dims.size()) || H5Sget_simple_extent_dims(space.get(), got.data(), nullptr) < 0 ||
-        got != dims) {
+    const std::string opened = fmt::format("checkpoint '{}': dataset '{}' cannot be opened (corrupt file?)", path_, path);
+    const h5::Handle ds = h5::open_dataset(file_.get(), path, opened, Exit::input);
+    const h5::Shape shape = h5::dataset_shape(ds, opened, Exit::input);
+    if (shape.type_class != H5T_FLOAT) fail(fmt::format("dataset '{}' is not floating point", path));
+    if (shape.dims != dims) {
       std::string want, have;
       for (auto d : dims) want += (want.empty() ? "" : ", ") + std::to_string(d);
-      for (auto d : got) have += (have.empty() ? "" : ", ") + std::to_string(d);
+      for (auto d : shape.dims) have += (have.empty() ? "" : ", ") + std::to_string(d);
       fail(fmt::format("dataset '{}' has shape ({}), the model needs ({})", path, have, want));
     }
-    const hid_t mem = std::is_same_v<T, float> ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
-    if (H5Dread(ds.get(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-      const std::string why = h5::take_error_stack();
-      fail(fmt::format("dataset '{}' cannot be read (corrupt or truncated?){}", path, why.empty() ? "" : ": " + why));
-    }
+    h5::read_dataset(ds, std::is_same_v<T, float> ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE, out,
+                     fmt::format("checkpoint '{}': dataset '{}' cannot be read (corrupt or truncated?)", path_, path),
+                     Exit::input);
   }
 
   /// Raw bytes of every dataset, by path, for the checksum; a dataset larger than
@@ -289,21 +251,21 @@ class Reader {
         h5::dataset_paths(file_.get(), true, fmt::format("checkpoint '{}': its datasets cannot be listed", path_), Exit::input);
     std::map<std::string, std::string> out;
     for (const auto& p : paths) {
-      const h5::Handle ds(H5Dopen2(file_.get(), p.c_str(), H5P_DEFAULT));
-      const h5::Handle type(H5Dget_type(ds.get()));
-      const h5::Handle space(H5Dget_space(ds.get()));
-      const hssize_t n = H5Sget_simple_extent_npoints(space.get());
-      const std::size_t size = H5Tget_size(type.get());
-      if (n < 0 || size == 0 || static_cast<double>(n) * static_cast<double>(size) > max_bytes)
+      const std::string what = fmt::format("checkpoint '{}': dataset '{}' cannot be read (corrupt or truncated?)", path_, p);
+      const h5::Handle ds = h5::open_dataset(file_.get(), p, what, Exit::input);
+      const h5::Shape shape = h5::dataset_shape(ds, what, Exit::input);
+      if (static_cast<double>(shape.points()) * static_cast<double>(shape.element_bytes) > max_bytes)
         fail(fmt::format("dataset '{}' is larger than any dataset of this model's checkpoint", p));
-      std::string bytes(static_cast<std::size_t>(n) * size, '\0');
-      if (n > 0 && H5Dread(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0) {
-        h5::take_error_stack();
-        fail(fmt::format("dataset '{}' cannot be read (corrupt or truncated?)", p));
-      }
+      // The file's own type, byte for byte: a copy of the stored bytes.
+      std::string bytes(static_cast<std::size_t>(shape.points()) * shape.element_bytes, '\0');
+      if (!bytes.empty()) h5::read_dataset(ds, h5::stored_type(ds, what, Exit::input).get(), bytes.data(), what, Exit::input);
       out[p] = std::move(bytes);
     }
     return out;
+  }
+
+  std::string cannot_read(const std::string& name) const {
+    return fmt::format("checkpoint '{}': attribute '{}' cannot be read", path_, name);
   }
 
  private:

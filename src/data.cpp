@@ -46,27 +46,22 @@ DatasetInfo describe_dataset(hid_t file, const std::string& path, const std::str
   d.name = name;
   const std::string where = fmt::format("{} '{}'", what, path);
   if (name.find('/') == std::string::npos || name.front() == '/') {
-    const htri_t exists = H5Lexists(file, name.c_str(), H5P_DEFAULT);
-    h5::take_error_stack();
-    if (exists <= 0)
+    if (!h5::link_exists(file, name))
       throw input_error("{}: no dataset '{}' ({}datasets in the file: {})", where, name,
                         origin.empty() ? "" : "named by " + origin + "; ", join(h5::dataset_paths(file, false, where, Exit::input)));
   }
-  const h5::Handle ds = h5::checked(H5Dopen2(file, name.c_str(), H5P_DEFAULT),
-                                    fmt::format("{}: cannot open dataset '{}'", where, name), Exit::input);
-  const h5::Handle type = h5::checked(H5Dget_type(ds.get()), "H5Dget_type", Exit::input);
-  const H5T_class_t cls = h5::check(H5Tget_class(type.get()), "H5Tget_class", Exit::input);
-  d.bytes = H5Tget_size(type.get());  // 0 on failure, refused below
-  if (cls != H5T_FLOAT || (d.bytes != 4 && d.bytes != 8))
+  const std::string cannot = fmt::format("{}: cannot open dataset '{}'", where, name);
+  const h5::Handle ds = h5::open_dataset(file, name, cannot, Exit::input);
+  const h5::Shape shape = h5::dataset_shape(ds, cannot, Exit::input);
+  d.bytes = shape.element_bytes;
+  if (shape.type_class != H5T_FLOAT || (d.bytes != 4 && d.bytes != 8))
     throw input_error("{}: dataset '{}' holds {} {}-byte values; mdn reads float32 or float64", where,
-                      name, type_class_name(cls), d.bytes);
-  const h5::Handle space = h5::checked(H5Dget_space(ds.get()), "H5Dget_space", Exit::input);
-  d.rank = H5Sget_simple_extent_ndims(space.get());
+                      name, type_class_name(shape.type_class), d.bytes);
+  d.rank = static_cast<int>(shape.dims.size());
   if (d.rank < 1 || d.rank > 2)
     throw input_error("{}: dataset '{}' has {} dimensions; mdn reads (N, columns) or (N,)", where,
                       name, d.rank);
-  hsize_t dims[2] = {0, 1};
-  h5::check(H5Sget_simple_extent_dims(space.get(), dims, nullptr), "H5Sget_simple_extent_dims", Exit::input);
+  const hsize_t dims[2] = {shape.dims[0], d.rank == 2 ? shape.dims[1] : 1};
   constexpr hsize_t kMax = static_cast<hsize_t>(std::numeric_limits<std::int32_t>::max());
   if (dims[0] == 0 || dims[1] == 0)
     throw input_error("{}: dataset '{}' is empty ({} x {})", where, name, dims[0], dims[1]);
@@ -74,20 +69,7 @@ DatasetInfo describe_dataset(hid_t file, const std::string& path, const std::str
     throw input_error("{}: dataset '{}' has an implausible shape ({} x {})", where, name, dims[0], dims[1]);
   d.rows = static_cast<Index>(dims[0]);
   d.cols = static_cast<Index>(dims[1]);
-
-  const h5::Handle dcpl = h5::checked(H5Dget_create_plist(ds.get()), "H5Dget_create_plist", Exit::input);
-  const H5D_layout_t layout = h5::check(H5Pget_layout(dcpl.get()), "H5Pget_layout", Exit::input);
-  d.storage = layout == H5D_CHUNKED ? "chunked" : layout == H5D_COMPACT ? "compact" : "contiguous";
-  const int filters = h5::check(H5Pget_nfilters(dcpl.get()), "H5Pget_nfilters", Exit::input);
-  for (int i = 0; i < filters; ++i) {
-    unsigned flags = 0;
-    std::size_t nelmts = 0;
-    char fname[64] = {0};
-    const H5Z_filter_t f = h5::check(H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &nelmts, nullptr,
-                                                    sizeof fname, fname, nullptr),
-                                     "H5Pget_filter2", Exit::input);
-    d.storage += f == H5Z_FILTER_DEFLATE ? ", gzip" : fmt::format(", {}", fname[0] ? fname : "filter");
-  }
+  d.storage = h5::dataset_storage(ds, cannot, Exit::input);
   return d;
 }
 
@@ -106,18 +88,9 @@ void read_dataset_into(hid_t file, const DatasetInfo& d, RowRange range, hid_t m
   if (range.size() == 0) return;
   const std::string what = fmt::format("'{}': reading rows {}..{} of dataset '{}'", path,
                                        range.begin, range.end, d.name);
-  const h5::Handle ds = h5::checked(H5Dopen2(file, d.name.c_str(), H5P_DEFAULT), what, Exit::input);
-  const h5::Handle fspace = h5::checked(H5Dget_space(ds.get()), what, Exit::input);
-  const hsize_t start[2] = {static_cast<hsize_t>(range.begin), 0};
-  const hsize_t count[2] = {static_cast<hsize_t>(range.size()), static_cast<hsize_t>(d.cols)};
-  h5::check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), what,
-            Exit::input);
-  // Row-major (n, width) in memory is column-major (width, n): a sample per column.
-  const hsize_t mdims[2] = {count[0], width};
-  const h5::Handle mspace = h5::checked(H5Screate_simple(2, mdims, nullptr), what, Exit::input);
-  const hsize_t mstart[2] = {0, offset};
-  h5::check(H5Sselect_hyperslab(mspace.get(), H5S_SELECT_SET, mstart, nullptr, count, nullptr), what, Exit::input);
-  h5::check(H5Dread(ds.get(), mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, buffer), what, Exit::input);
+  const h5::Handle ds = h5::open_dataset(file, d.name, what, Exit::input);
+  h5::read_rows(ds, mem_type, static_cast<hsize_t>(range.begin), static_cast<hsize_t>(range.size()),
+                static_cast<hsize_t>(d.cols), buffer, width, offset, what, Exit::input);
   ++reads;
 }
 
@@ -156,12 +129,8 @@ DataFileInfo inspect_data(const std::string& path, const std::string& x_name, co
                       fs::path(path).is_relative() ? fmt::format(" (in the working directory '{}')", fs::current_path(ec).string())
                                                    : "");
   if (fs::is_directory(status)) throw input_error("{}: '{}' is a directory, not an HDF5 file", what, path);
-  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
-  h5::take_error_stack();
-  if (is_hdf5 <= 0)
-    throw input_error("{}: '{}' is not an HDF5 file (or cannot be read)", what, path);
-  const h5::Handle file = h5::checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
-                                      fmt::format("{}: cannot open '{}'", what, path), Exit::input);
+  if (!h5::is_hdf5(path)) throw input_error("{}: '{}' is not an HDF5 file (or cannot be read)", what, path);
+  const h5::Handle file = h5::open_file(path, fmt::format("{}: cannot open '{}'", what, path), Exit::input);
   DataFileInfo info;
   info.path = path;
   info.x = describe_dataset(file.get(), path, x_name, what, x_origin);
@@ -192,8 +161,7 @@ RowRange block_shard_of(Index N, Index block, int P, int r) {
 RawRows read_rows(const DataFileInfo& file, RowRange range) {
   check_memory(file, range, 8.0 + 4.0);
   h5::quiet();
-  const h5::Handle h = h5::checked(H5Fopen(file.path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
-                                   fmt::format("cannot open '{}'", file.path), Exit::input);
+  const h5::Handle h = h5::open_file(file.path, fmt::format("cannot open '{}'", file.path), Exit::input);
   RawRows raw;
   read_dataset(h.get(), file.x, range, raw.x, file.path, raw.hyperslab_reads);
   if (!file.y.name.empty()) read_dataset(h.get(), file.y, range, raw.y, file.path, raw.hyperslab_reads);
@@ -271,8 +239,7 @@ Mat<float> read_shard_float(const DataFileInfo& file, RowRange range, Comm& comm
     check_memory(file, range, 4.0);
     out.resize(D + L, n);
     h5::quiet();
-    const h5::Handle h = h5::checked(H5Fopen(file.path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
-                                     fmt::format("cannot open '{}'", file.path), Exit::input);
+    const h5::Handle h = h5::open_file(file.path, fmt::format("cannot open '{}'", file.path), Exit::input);
     int reads = 0;
     const auto width = static_cast<hsize_t>(D + L);
     read_dataset_into(h.get(), file.x, range, H5T_NATIVE_FLOAT, out.data(), width, 0, file.path, reads);

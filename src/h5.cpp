@@ -164,6 +164,146 @@ std::vector<std::string> dataset_paths(hid_t file, bool recursive, std::string_v
   return paths;
 }
 
+// ---- reading -----------------------------------------------------------------------------------
+
+bool is_hdf5(const std::string& path) {
+  quiet();
+  const htri_t r = H5Fis_hdf5(path.c_str());
+  take_error_stack();
+  return r > 0;
+}
+
+Handle open_file(const std::string& path, std::string_view what, Exit code) {
+  quiet();
+  return checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), what, code);
+}
+
+bool link_exists(hid_t file, const std::string& path) {
+  for (std::size_t pos = 0;;) {
+    pos = path.find('/', pos + 1);
+    const htri_t e = H5Lexists(file, path.substr(0, pos).c_str(), H5P_DEFAULT);
+    take_error_stack();
+    if (e <= 0) return false;
+    if (pos == std::string::npos) return true;
+  }
+}
+
+bool attribute_exists(hid_t file, const std::string& obj, const std::string& name) {
+  const htri_t e = H5Aexists_by_name(file, obj.c_str(), name.c_str(), H5P_DEFAULT);
+  take_error_stack();
+  return e > 0;
+}
+
+Handle open_attribute(hid_t file, const std::string& obj, const std::string& name, std::string_view what, Exit code) {
+  return checked(H5Aopen_by_name(file, obj.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT), what, code);
+}
+
+Handle open_dataset(hid_t file, const std::string& path, std::string_view what, Exit code) {
+  return checked(H5Dopen2(file, path.c_str(), H5P_DEFAULT), what, code);
+}
+
+hsize_t Shape::points() const {
+  hsize_t n = 1;
+  for (hsize_t d : dims) n *= d;
+  return n;
+}
+
+namespace {
+
+Shape shape_of(const Handle& type, const Handle& space, std::string_view what, Exit code) {
+  Shape s;
+  s.type_class = check(H5Tget_class(type.get()), what, code);
+  s.element_bytes = H5Tget_size(type.get());
+  if (s.element_bytes == 0) fail(what, code);
+  const int rank = check(H5Sget_simple_extent_ndims(space.get()), what, code);
+  s.dims.resize(static_cast<std::size_t>(rank));
+  if (rank > 0) check(H5Sget_simple_extent_dims(space.get(), s.dims.data(), nullptr), what, code);
+  return s;
+}
+
+}  // namespace
+
+Shape attribute_shape(const Handle& attribute, std::string_view what, Exit code) {
+  const Handle type = checked(H5Aget_type(attribute.get()), what, code);
+  const Handle space = checked(H5Aget_space(attribute.get()), what, code);
+  return shape_of(type, space, what, code);
+}
+
+Shape dataset_shape(const Handle& dataset, std::string_view what, Exit code) {
+  const Handle type = checked(H5Dget_type(dataset.get()), what, code);
+  const Handle space = checked(H5Dget_space(dataset.get()), what, code);
+  return shape_of(type, space, what, code);
+}
+
+Handle stored_type(const Handle& dataset, std::string_view what, Exit code) {
+  return checked(H5Dget_type(dataset.get()), what, code);
+}
+
+std::string dataset_storage(const Handle& dataset, std::string_view what, Exit code) {
+  const Handle dcpl = checked(H5Dget_create_plist(dataset.get()), what, code);
+  const H5D_layout_t layout = check(H5Pget_layout(dcpl.get()), what, code);
+  std::string storage = layout == H5D_CHUNKED ? "chunked" : layout == H5D_COMPACT ? "compact" : "contiguous";
+  const int filters = check(H5Pget_nfilters(dcpl.get()), what, code);
+  for (int i = 0; i < filters; ++i) {
+    unsigned flags = 0;
+    std::size_t nelmts = 0;
+    char name[64] = {0};
+    const H5Z_filter_t f = check(H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &nelmts, nullptr,
+                                                sizeof name, name, nullptr),
+                                 what, code);
+    storage += f == H5Z_FILTER_DEFLATE ? ", gzip" : fmt::format(", {}", name[0] ? name : "filter");
+  }
+  return storage;
+}
+
+void read_attribute(const Handle& attribute, hid_t mem_type, void* out, std::string_view what, Exit code) {
+  check(H5Aread(attribute.get(), mem_type, out), what, code);
+}
+
+void read_dataset(const Handle& dataset, hid_t mem_type, void* out, std::string_view what, Exit code) {
+  check(H5Dread(dataset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out), what, code);
+}
+
+void read_rows(const Handle& dataset, hid_t mem_type, hsize_t first, hsize_t count, hsize_t cols, void* out,
+               hsize_t width, hsize_t offset, std::string_view what, Exit code) {
+  const Handle fspace = checked(H5Dget_space(dataset.get()), what, code);
+  // For a (N,) dataset HDF5 reads the first entry of start and count only.
+  const hsize_t start[2] = {first, 0};
+  const hsize_t counts[2] = {count, cols};
+  check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, counts, nullptr), what, code);
+  // Row-major (count, width) in memory is column-major (width, count): a sample per column.
+  const hsize_t mdims[2] = {count, width};
+  const Handle mspace = checked(H5Screate_simple(2, mdims, nullptr), what, code);
+  const hsize_t mstart[2] = {0, offset};
+  check(H5Sselect_hyperslab(mspace.get(), H5S_SELECT_SET, mstart, nullptr, counts, nullptr), what, code);
+  check(H5Dread(dataset.get(), mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, out), what, code);
+}
+
+// ---- writing ------------------------------------------------------------------------------------
+
+namespace {
+
+Handle intermediate_groups(std::string_view what) {
+  Handle lcpl = checked(H5Pcreate(H5P_LINK_CREATE), what);
+  check(H5Pset_create_intermediate_group(lcpl.get(), 1), what);
+  return lcpl;
+}
+
+}  // namespace
+
+void create_group(hid_t file, const std::string& path, std::string_view what) {
+  const Handle lcpl = intermediate_groups(what);
+  checked(H5Gcreate2(file, path.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), what);
+}
+
+void write_dataset(hid_t file, const std::string& path, const std::vector<hsize_t>& dims, hid_t file_type,
+                   hid_t mem_type, const void* data, std::string_view what) {
+  const Handle lcpl = intermediate_groups(what);
+  const Handle space = checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), what);
+  const Handle ds = checked(H5Dcreate2(file, path.c_str(), file_type, space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), what);
+  check(H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), what);
+}
+
 void Handle::close(std::string_view what, Exit code) {
   if (!valid()) return;
   const hid_t id = std::exchange(id_, H5I_INVALID_HID);

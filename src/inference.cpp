@@ -106,12 +106,8 @@ void write_output(const std::string& path, const std::vector<OutputDataset>& set
   {
     h5::Handle f = h5::create_in_memory(path);
     for (const auto& d : sets) {
-      const h5::Handle space = h5::checked(H5Screate_simple(static_cast<int>(d.dims.size()), d.dims.data(), nullptr), d.name);
-      const h5::Handle ds = h5::checked(
-          H5Dcreate2(f.get(), d.name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-          fmt::format("'{}': dataset '{}'", path, d.name));
-      h5::check(H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, d.data),
-                fmt::format("'{}': writing '{}'", path, d.name));
+      h5::write_dataset(f.get(), d.name, d.dims, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, d.data,
+                        fmt::format("'{}': writing dataset '{}'", path, d.name));
     }
     for (const auto& [key, value] : attrs.items()) {
       const std::string text = value.is_string() ? value.get<std::string>() : value.dump();

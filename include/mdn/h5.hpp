@@ -1,7 +1,8 @@
 // Owners for HDF5 ids, a checked-call wrapper, and the checked operations that mdn's files share:
-// typed attributes, string attributes read back, dataset listings.
+// files, groups, typed attributes, datasets (whole or by rows), dataset listings.
 //
-// Every raw HDF5 call in mdn goes through h5::check, which turns a negative return into an
+// This is the only place in mdn that calls HDF5's C API (test_h5 checks that no other source file
+// does). Every call goes through h5::check, which turns a negative return into an
 // mdn::Error carrying HDF5's own description of what went wrong. HDF5's automatic printing of
 // its error stack is turned off (h5::quiet), so the user sees mdn's one message instead.
 #pragma once
@@ -103,6 +104,55 @@ std::string read_string(const Handle& attribute, std::string_view what, Exit cod
 /// groups and other objects are passed over.
 std::vector<std::string> dataset_paths(hid_t file, bool recursive, std::string_view what, Exit code);
 
+// ---- reading -----------------------------------------------------------------------------------
+// Every call below checks HDF5's return values; failures throw Error(code, "<what>: <HDF5's
+// description>").
+
+/// Whether `path` is an HDF5 file (no also when it cannot be read).
+bool is_hdf5(const std::string& path);
+/// Opens an existing file read-only.
+Handle open_file(const std::string& path, std::string_view what, Exit code);
+/// Whether the link `path` ("a/b/c") exists, each component in turn (as H5Lexists requires); a
+/// failure reads as no.
+bool link_exists(hid_t file, const std::string& path);
+/// Whether object `obj` has attribute `name`; a failure reads as no.
+bool attribute_exists(hid_t file, const std::string& obj, const std::string& name);
+Handle open_attribute(hid_t file, const std::string& obj, const std::string& name, std::string_view what, Exit code);
+Handle open_dataset(hid_t file, const std::string& path, std::string_view what, Exit code);
+
+/// What an attribute or a dataset holds.
+struct Shape {
+  H5T_class_t type_class = H5T_NO_CLASS;
+  std::size_t element_bytes = 0;
+  std::vector<hsize_t> dims;  ///< empty for a scalar
+  /// Elements (1 for a scalar).
+  hsize_t points() const;
+};
+Shape attribute_shape(const Handle& attribute, std::string_view what, Exit code);
+Shape dataset_shape(const Handle& dataset, std::string_view what, Exit code);
+/// The dataset's type as stored in the file (reading with it copies the stored bytes unconverted).
+Handle stored_type(const Handle& dataset, std::string_view what, Exit code);
+/// How a dataset is stored: "contiguous", "chunked" or "compact", then its filters (", gzip", ...).
+std::string dataset_storage(const Handle& dataset, std::string_view what, Exit code);
+
+/// Reads a whole attribute or dataset into `out` (shape.points() elements), converted by HDF5 to
+/// `mem_type`.
+void read_attribute(const Handle& attribute, hid_t mem_type, void* out, std::string_view what, Exit code);
+void read_dataset(const Handle& dataset, hid_t mem_type, void* out, std::string_view what, Exit code);
+/// Reads rows [first, first + count) of a dataset of shape (N, cols) or (N,) (cols = 1), in one
+/// hyperslab, into a row-major array of `width` columns starting at column `offset`.
+void read_rows(const Handle& dataset, hid_t mem_type, hsize_t first, hsize_t count, hsize_t cols, void* out,
+               hsize_t width, hsize_t offset, std::string_view what, Exit code);
+
+// ---- writing (exit 1 on failure) ---------------------------------------------------------------
+
+/// Creates group `path` and any missing groups above it.
+void create_group(hid_t file, const std::string& path, std::string_view what);
+/// Creates dataset `path` (and any missing groups above it) of `dims` and `file_type`, and writes
+/// `data`, held as `mem_type`.
+void write_dataset(hid_t file, const std::string& path, const std::vector<hsize_t>& dims, hid_t file_type,
+                   hid_t mem_type, const void* data, std::string_view what);
+
 }  // namespace mdn::h5
 
 namespace mdn {
@@ -122,6 +172,3 @@ std::string temporary_name(const std::string& path);
 
 }  // namespace mdn
 
-namespace mdn::h5 {
-
-}  // namespace mdn::h5
