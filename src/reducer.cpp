@@ -1,6 +1,7 @@
 #include "mdn/reducer.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include "mdn/error.hpp"
 #include "mdn/kernels.hpp"
@@ -65,6 +66,12 @@ void GradientReducer::record(Index k, double loss_sum, Index rows) {
 
 GradientReducer::Result GradientReducer::reduce(Index n_local, Index micro_total, float* mean,
                                                 Flags flags, std::int64_t step) {
+  if (n_local > 0 && faults_.poisons_gradient(step, comm_.rank())) {
+    // The fault tests' non-finite gradient: in this rank's first micro-batch (in the fast mode's
+    // sum, which holds it).
+    if (mode_ == Reduction::exact) held_[0](0) = std::numeric_limits<float>::quiet_NaN();
+    else fast_(0) = std::numeric_limits<float>::quiet_NaN();
+  }
   return mode_ == Reduction::exact ? reduce_exact(n_local, micro_total, mean, flags, step)
                                    : reduce_fast(n_local, mean, flags);
 }

@@ -43,4 +43,6 @@ bool stop_signal_received() { return g_signal != 0; }
 
 int stop_signal_number() { return g_signal; }
 
+void forget_stop_signal() { g_signal = 0; }
+
 }  // namespace mdn

@@ -1,5 +1,5 @@
 // Single-process training on Bishop's inverse problem, through `mdn train`'s own loop (prepare,
-// read_data, Trainer::run with the single-process communicator): a mixture learns the
+// read_data, RunLoop::run with the single-process communicator): a mixture learns the
 // three-branched conditional density, a single Gaussian cannot. (Best held-out NLL of any
 // unimodal model is about -0.66 nats; the true conditional's is about -1.29.)
 #include <gtest/gtest.h>
@@ -13,10 +13,11 @@
 #include "mdn/network.hpp"
 #include "mdn/prepare.hpp"
 #include "mdn/resume.hpp"
-#include "mdn/trainer.hpp"
+#include "mdn/run_loop.hpp"
 #include "support/bishop.hpp"
 #include "support/h5_files.hpp"
 #include "support/process.hpp"
+#include "support/run_sinks.hpp"
 #include "support/test_seed.hpp"
 
 namespace mdn::test {
@@ -40,9 +41,11 @@ double train_and_evaluate(int K, const std::string& dir, const std::string& data
   const ResumeDecision plan = decide_resume(p, comm);
   EXPECT_FALSE(plan.checkpoint.has_value());
   read_data(p, plan.continuation(p.config), comm);
-  std::filesystem::create_directories(run_dir + "/checkpoints");  // as `mdn train` does before the loop
-  Trainer trainer(p, comm, nullptr);
+  RecordedMetrics metrics;
+  RecordedCheckpoints checkpoints;
+  RunLoop trainer(p, comm, nullptr, metrics, checkpoints);
   EXPECT_EQ(trainer.run(), RunEnd::finished);
+  EXPECT_EQ(checkpoints.step_numbers(), (std::vector<std::int64_t>{400 * 30})) << "the end's checkpoint";
   EXPECT_EQ(trainer.step(), trainer.total_steps());
   EXPECT_EQ(trainer.total_steps(), 400 * 30);
 

@@ -23,4 +23,7 @@ bool stop_signal_received();
 /// The signal that arrived, or 0.
 int stop_signal_number();
 
+/// Forgets a stop request that has been acted on, so that the same process can train again.
+void forget_stop_signal();
+
 }  // namespace mdn
