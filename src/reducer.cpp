@@ -40,7 +40,8 @@ GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max
     held_.assign(loss_.size(), Vec<float>(n_));
     held_ptrs_.assign(loss_.size(), nullptr);
     maxima_.assign(slots + kMaxTail, 0.0);
-    sum_ = comm.integer_sum(static_cast<std::size_t>(n_ + kExactSumTail), sum);
+    // One rank has nothing to add its integers to (reduce_exact's one-pass path).
+    if (comm.size() > 1) sum_ = comm.integer_sum(static_cast<std::size_t>(n_ + kExactSumTail), sum);
     shift_.assign(slots + 1, 0);
   } else {
     held_.assign(1, Vec<float>(n_));
@@ -157,16 +158,32 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
   // 3. Quantise and sum locally (every local micro-batch in one pass over each tensor), then
   //    across ranks.
   for (Index k = 0; k < n_local; ++k) held_ptrs_[static_cast<std::size_t>(k)] = held_[static_cast<std::size_t>(k)].data();
-  std::int64_t* acc = sum_->values();
-  for (std::size_t s = 0; s < S; ++s)
-    kernels_.quantize(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset, acc + slots[s].offset,
-                      slots[s].size(), std::ldexp(1.0, shift_[s]));
   std::int64_t loss_acc = 0;
   std::int64_t rows_acc = 0;
   for (Index k = 0; k < n_local; ++k) {
     loss_acc += std::llrint(std::ldexp(loss_[static_cast<std::size_t>(k)], shift_[S]));
     rows_acc += rows_[static_cast<std::size_t>(k)];
   }
+  held_count_ = n_local;
+  // The division by the row count is one multiplication by quantum / rows (computed once per
+  // tensor, in double): vector divisions would cost more than the rest of the reduction.
+  auto factor = [&](std::size_t s, std::int64_t rows) { return std::ldexp(1.0, -shift_[s]) / static_cast<double>(rows); };
+  r.sum_squares = 0;
+  if (!sum_) {
+    // One rank: its sums are the total; each tensor is quantised and divided in one pass.
+    sums_ = nullptr;
+    r.rows = rows_acc;
+    r.loss_sum = std::ldexp(static_cast<double>(loss_acc), -shift_[S]);
+    for (std::size_t s = 0; s < S; ++s)
+      r.sum_squares += kernels_.round_trip(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset,
+                                           mean + slots[s].offset, slots[s].size(), std::ldexp(1.0, shift_[s]),
+                                           factor(s, r.rows));
+    return r;
+  }
+  std::int64_t* acc = sum_->values();
+  for (std::size_t s = 0; s < S; ++s)
+    kernels_.quantize(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset, acc + slots[s].offset,
+                      slots[s].size(), std::ldexp(1.0, shift_[s]));
   acc[n_ + kSumLoss] = loss_acc;
   acc[n_ + kSumRows] = rows_acc;
   {
@@ -177,27 +194,28 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
   // 4. Divide once by the global row count.
   r.rows = sums_[n_ + kSumRows];
   r.loss_sum = std::ldexp(static_cast<double>(sums_[n_ + kSumLoss]), -shift_[S]);
-  // The division by the row count is one multiplication by quantum / rows (computed once per
-  // tensor, in double): vector divisions would cost more than the rest of the reduction.
-  const double rows = static_cast<double>(r.rows);
-  r.sum_squares = 0;
   for (std::size_t s = 0; s < S; ++s)
-    r.sum_squares += kernels_.dequantize(sums_ + slots[s].offset, mean + slots[s].offset, slots[s].size(),
-                                         std::ldexp(1.0, -shift_[s]) / rows);
+    r.sum_squares += kernels_.dequantize(sums_ + slots[s].offset, mean + slots[s].offset, slots[s].size(), factor(s, r.rows));
   return r;
 }
 
 std::string GradientReducer::route() const {
-  if (sum_) return sum_->route();
-  return comm_.size() == 1 ? "one rank" : "MPI allreduce of floats";
+  if (comm_.size() == 1) return "one rank";
+  return sum_ ? sum_->route() : "MPI allreduce of floats";
 }
 
 double GradientReducer::last_sum(Index i) const {
-  if (sums_ == nullptr) return 0;
   for (std::size_t s = 0; s < layout_.slots().size(); ++s) {
     const Slot& slot = layout_.slots()[s];
-    if (i >= slot.offset && i < slot.offset + slot.size())
-      return std::ldexp(static_cast<double>(sums_[i]), -shift_[s]);
+    if (i < slot.offset || i >= slot.offset + slot.size()) continue;
+    std::int64_t v = 0;
+    if (sums_ != nullptr) {
+      v = sums_[i];
+    } else {  // one rank: the sum of its micro-batches' terms, as reduce_exact formed it
+      for (Index k = 0; k < held_count_; ++k)
+        v += std::llrint(std::ldexp(static_cast<double>(held_[static_cast<std::size_t>(k)](i)), shift_[s]));
+    }
+    return std::ldexp(static_cast<double>(v), -shift_[s]);
   }
   return 0;
 }

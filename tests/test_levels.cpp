@@ -170,6 +170,32 @@ TEST(Levels, KernelsFlushDenormalsWhateverTheCallersMode) {
   }
 }
 
+TEST(Levels, TheOnePassRoundTripIsQuantiseThenDequantise) {
+  // The one-rank reduction's pass gives the bits of the two passes that the integer sum over ranks
+  // goes through (values and sum of squares), at every level, over several chunks and a ragged end.
+  const Index n = 3 * 4096 + 1001, offset = 37;
+  std::vector<Vec<float>> grads;
+  for (int c = 0; c < 3; ++c) {
+    const Mat<float> g = uniform_matrix<float>(1, n + offset, -1, 1, seed(), 20 + static_cast<std::uint64_t>(c));
+    grads.emplace_back(g.row(0).transpose());
+  }
+  const float* ptrs[3] = {grads[0].data(), grads[1].data(), grads[2].data()};
+  const double scale = std::ldexp(1.0, 58), factor = std::ldexp(1.0, -58) / 300.0;
+  for (CpuLevel level : runnable_levels()) {
+    const Kernels<float>& k = kernels<float>(level);
+    for (int count : {1, 3}) {
+      std::vector<std::int64_t> acc(static_cast<std::size_t>(n));
+      Vec<float> two(n), one(n);
+      k.quantize(ptrs, count, offset, acc.data(), n, scale);
+      const double ss_two = k.dequantize(acc.data(), two.data(), n, factor);
+      const double ss_one = k.round_trip(ptrs, count, offset, one.data(), n, scale, factor);
+      EXPECT_EQ(one, two) << to_string(level) << ", " << count << " buffers";
+      EXPECT_EQ(ss_one, ss_two) << to_string(level) << ", " << count << " buffers";
+      EXPECT_GT(ss_one, 0.0);
+    }
+  }
+}
+
 TEST(Levels, EveryLevelComputesTheSameFunction) {
   // Levels round differently (FMA, vector widths), but compute the same loss and gradient: in
   // double, to 1e-12 of their size.

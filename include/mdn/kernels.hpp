@@ -137,6 +137,10 @@ struct Kernels {
   /// out[i] = acc[i] * factor, rounded once to S; returns the sum of the squares of out
   /// (sum_squares' blocking, counted from out[0]) from the same pass.
   double (*dequantize)(const std::int64_t* acc, S* out, Index n, double factor);
+  /// quantize, then dequantize, through a buffer that stays in the first-level cache: the same
+  /// out and the same sum of squares as the two calls (for a sum that has no other rank's terms
+  /// to add, it saves writing and reading the integers).
+  double (*round_trip)(const S* const* x, int count, Index offset, S* out, Index n, double scale, double factor);
 };
 
 /// The kernels of `level` for S. The level must be built and supported by this CPU (checked:

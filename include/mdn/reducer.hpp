@@ -66,7 +66,8 @@ class GradientReducer {
   /// overflow.
   Result reduce(Index n_local, Index micro_total, float* mean, Flags flags = {}, std::int64_t step = 0);
 
-  /// Exact mode: the dequantised sum of element i before the division (for tests).
+  /// Exact mode: the dequantised sum of element i before the division (for tests; on one rank it
+  /// is formed again from the held gradients).
   double last_sum(Index i) const;
   /// How the gradient sums travel between ranks (for the start message).
   std::string route() const;
@@ -88,7 +89,8 @@ class GradientReducer {
   std::vector<Index> rows_;             // per local micro-batch
   std::vector<double> maxima_;          // exact: per slot, then the MaxTail values (reducer.cpp)
   std::unique_ptr<IntegerSum> sum_;     // exact: this rank's quantised sums, then loss and rows (SumTail)
-  const std::int64_t* sums_ = nullptr;  // exact: the last step's sums over all ranks
+  const std::int64_t* sums_ = nullptr;  // exact: the last step's sums over all ranks (none on one rank)
+  Index held_count_ = 0;                // exact: the last step's local micro-batches
   std::vector<int> shift_;              // exact: per slot, then loss
   Vec<float> fast_;                     // fast: sums, then loss, rows, stop and checkpoint (SumTail)
   const Faults& faults_;

@@ -129,15 +129,32 @@ void quantize(const S* const* x, int count, Index offset, std::int64_t* acc, Ind
   }
 }
 
+// dequantize works in chunks that stay in the first-level cache between the conversion and the sum
+// of squares; a multiple of sum_squares' block.
+constexpr Index kDequantizeChunk = 4096;
+
 template <class S>
 double dequantize(const std::int64_t* acc, S* out, Index n, double factor) {
-  // In chunks that stay in the first-level cache between the conversion and the sum of squares.
-  constexpr Index kChunk = 4096;  // a multiple of sum_squares' block
+  constexpr Index kChunk = kDequantizeChunk;
   double sum = 0;
   for (Index i0 = 0; i0 < n; i0 += kChunk) {
     const Index len = std::min(kChunk, n - i0);
     for (Index i = i0; i < i0 + len; ++i) out[i] = static_cast<S>(static_cast<double>(acc[i]) * factor);
     sum += sum_squares(out + i0, len);
+  }
+  return sum;
+}
+
+template <class S>
+double round_trip(const S* const* x, int count, Index offset, S* out, Index n, double scale, double factor) {
+  // dequantize's chunk: each call's sum of squares is that chunk's, added in the same order.
+  constexpr Index kChunk = kDequantizeChunk;
+  alignas(64) std::int64_t acc[kChunk];
+  double sum = 0;
+  for (Index i0 = 0; i0 < n; i0 += kChunk) {
+    const Index len = std::min(kChunk, n - i0);
+    quantize(x, count, offset + i0, acc, len, scale);
+    sum += dequantize(acc, out + i0, len, factor);
   }
   return sum;
 }
@@ -177,7 +194,8 @@ constexpr mdn::Kernels<S> table() {
           &l::Flushed<&l::adam<S>>::call,
           &l::Flushed<&l::max_abs<S>>::call,
           &l::Flushed<&l::quantize<S>>::call,
-          &l::Flushed<&l::dequantize<S>>::call};
+          &l::Flushed<&l::dequantize<S>>::call,
+          &l::Flushed<&l::round_trip<S>>::call};
 }
 }  // namespace
 
