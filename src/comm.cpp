@@ -42,15 +42,31 @@ void Comm::settle(const std::exception_ptr& local) {
 
 namespace {
 
-/// A private buffer summed in place by one allreduce.
+/// The units of `spec` (its own, or of 2048 elements).
+std::vector<std::size_t> units_of(const IntegerSumSpec& spec) {
+  if (!spec.units.empty()) {
+    MDN_CHECK(spec.units.front() == 0 && spec.units.back() == spec.n);
+    return spec.units;
+  }
+  std::vector<std::size_t> u;
+  for (std::size_t i = 0; i < spec.n; i += 2048) u.push_back(i);
+  u.push_back(spec.n);
+  return u;
+}
+
+/// A private buffer summed in place by one allreduce; this rank finishes every unit.
 class AllreduceSum final : public IntegerSum {
  public:
-  AllreduceSum(Comm& comm, std::size_t n) : comm_(comm), buffer_(n, 0) {
+  AllreduceSum(Comm& comm, const IntegerSumSpec& spec)
+      : comm_(comm), buffer_(spec.n, 0), results_buffer_((spec.result_bytes + 7) / 8) {
     values_ = buffer_.data();
-    n_ = n;
+    results_ = results_buffer_.data();
+    n_ = spec.n;
+    units_ = units_of(spec);
   }
-  const std::int64_t* sum() override {
+  const std::int64_t* sum(SumFinisher* finisher) override {
     comm_.allreduce(values_, n_, ReduceOp::sum);
+    if (finisher != nullptr) finisher->finish(values_, 0, units_.size() - 1);
     return values_;
   }
   std::string route() const override { return comm_.size() == 1 ? "one rank" : "MPI allreduce"; }
@@ -58,12 +74,13 @@ class AllreduceSum final : public IntegerSum {
  private:
   Comm& comm_;
   std::vector<std::int64_t> buffer_;
+  std::vector<double> results_buffer_;
 };
 
 }  // namespace
 
-std::unique_ptr<IntegerSum> Comm::integer_sum(std::size_t n, const IntegerSumOptions&) {
-  return std::make_unique<AllreduceSum>(*this, n);
+std::unique_ptr<IntegerSum> Comm::integer_sum(const IntegerSumSpec& spec, const IntegerSumOptions&) {
+  return std::make_unique<AllreduceSum>(*this, spec);
 }
 
 void SelfComm::exchange_rows(const float* send, std::size_t width,
@@ -151,31 +168,28 @@ MpiComm::~MpiComm() {
 }
 
 void MpiComm::wait(MPI_Request& request, const char* call) {
-  using Clock = std::chrono::steady_clock;
   if (timeout_ <= 0) {
     check_mpi(MPI_Wait(&request, MPI_STATUS_IGNORE), call);
     return;
   }
-  const auto start = Clock::now();
-  int done = 0;
-  for (long spins = 0;; ++spins) {
+  // Spin for the first millisecond (the step's collectives), then poll gently: ranks may wait
+  // minutes for rank 0's checkpoint write.
+  poll([&] {
+    int done = 0;
     check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), call);
-    if (done) return;
-    if (spins % 1024 != 1023) continue;  // the clock only now and then
-    // Spin for the first millisecond (the step's collectives), then poll gently: ranks may wait
-    // minutes for rank 0's checkpoint write.
-    const double waited = std::chrono::duration<double>(Clock::now() - start).count();
-    if (waited > 1e-3) std::this_thread::sleep_for(std::chrono::microseconds(100));
-    if (waited > timeout_) {
-      const std::string at = phase_step_ >= 0 ? fmt::format("step {} ({})", phase_step_, phase_) : std::string(phase_);
-      std::fprintf(stderr,
-                   "mdn: error (rank %d of %d): %s made no progress for %.0f s in %s: another rank has stopped "
-                   "or hangs (comm.timeout_seconds); aborting the job\n",
-                   rank_, size_, call, timeout_, at.c_str());
-      std::fflush(stderr);
-      MPI_Abort(comm_, static_cast<int>(Exit::failure));
-    }
-  }
+    return done != 0;
+  }, call);
+}
+
+void MpiComm::stalled(const char* call) {
+  const std::string at = phase_step_ >= 0 ? fmt::format("step {} ({})", phase_step_, phase_) : std::string(phase_);
+  std::fprintf(stderr,
+               "mdn: error (rank %d of %d): %s made no progress for %.0f s in %s: another rank has stopped "
+               "or hangs (comm.timeout_seconds); aborting the job\n",
+               rank_, size_, call, timeout_, at.c_str());
+  std::fflush(stderr);
+  MPI_Abort(comm_, static_cast<int>(Exit::failure));
+  std::abort();  // MPI_Abort does not return
 }
 
 void MpiComm::barrier() {
@@ -381,47 +395,62 @@ Mapping map_node_segment(MpiComm& world, MPI_Comm node, int node_rank, std::size
 /// The integer sum through a shared-memory segment per node (POSIX shm).
 ///
 /// Each rank writes its values into its own part of the node's segment. After a node barrier,
-/// node rank r adds its chunk [r n / R, (r + 1) n / R) of every rank's part (R ranks on the node)
-/// into the node's sums; when nodes hold equal numbers of ranks, rank r then allreduces that
-/// chunk with the node ranks r of the other nodes, so every rank carries 1/R of the inter-node
-/// traffic. (Nodes of unequal size: each node's first rank adds everything and allreduces it with
-/// the other nodes' first ranks.) A second barrier publishes the sums. Against one MPI allreduce
-/// over all ranks, no byte is copied into or out of MPI's buffers on the node, and the addition
-/// is spread over the node's ranks.
+/// node rank r adds its chunk — the units that start in [r n / R, (r + 1) n / R), R ranks on the
+/// node — of every rank's part into the node's sums; when nodes hold equal numbers of ranks, rank
+/// r then allreduces that chunk with the node ranks r of the other nodes, so every rank carries
+/// 1/R of the inter-node traffic (nodes of unequal size: each node's first rank adds everything
+/// and allreduces it with the other nodes' first ranks). The rank then finishes its units into
+/// the shared results, and a second barrier publishes sums and results. Against one MPI
+/// allreduce over all ranks, no byte is copied into or out of MPI's buffers on the node, and the
+/// addition and the finishing are spread over the node's ranks.
 ///
 /// Reuse without a race: a rank rewrites its part only after the second barrier (everyone has
 /// added), and the sums are rewritten only after the next call's first barrier (everyone has read
-/// them). Both barriers are polled by the stall watchdog.
+/// them). Both barriers live in the segment and are polled by the stall watchdog.
 class SharedSum final : public IntegerSum {
  public:
-  SharedSum(MpiComm& world, std::size_t n, OwnedComm node, Mapping segment, std::size_t stride, int node_rank,
-            int node_size, int nodes, bool equal_nodes)
+  SharedSum(MpiComm& world, const IntegerSumSpec& spec, OwnedComm node, Mapping segment, std::size_t stride,
+            int node_rank, int node_size, int nodes, bool equal_nodes)
       : world_(world), node_(std::move(node)), segment_(std::move(segment)), nodes_(nodes), node_size_(node_size) {
-    n_ = n;
-    for (int r = 0; r < node_size; ++r)
-      parts_.push_back(reinterpret_cast<std::int64_t*>(segment_.get() + static_cast<std::size_t>(r) * stride));
+    n_ = spec.n;
+    units_ = units_of(spec);
+    unsigned char* at = segment_.get();
+    for (int r = 0; r < node_size; ++r, at += stride) parts_.push_back(reinterpret_cast<std::int64_t*>(at));
     values_ = parts_[static_cast<std::size_t>(node_rank)];
-    sums_ = reinterpret_cast<std::int64_t*>(segment_.get() + static_cast<std::size_t>(node_size) * stride);
+    sums_ = reinterpret_cast<std::int64_t*>(at);
+    at += stride;
+    results_ = at;
+    at += round_to_pages(spec.result_bytes);
+    barrier_ = reinterpret_cast<std::uint32_t*>(at);  // its page, zero as created
+    // Node rank r owns the units that start in [r n / R, (r + 1) n / R).
+    const std::size_t U = units_.size() - 1;
+    const auto first_unit_from = [&](std::size_t element) {
+      return static_cast<std::size_t>(std::lower_bound(units_.begin(), units_.begin() + static_cast<std::ptrdiff_t>(U), element) -
+                                      units_.begin());
+    };
     if (equal_nodes) {
-      begin_ = n * static_cast<std::size_t>(node_rank) / static_cast<std::size_t>(node_size);
-      end_ = n * static_cast<std::size_t>(node_rank + 1) / static_cast<std::size_t>(node_size);
+      first_ = first_unit_from(n_ * static_cast<std::size_t>(node_rank) / static_cast<std::size_t>(node_size));
+      last_ = first_unit_from(n_ * static_cast<std::size_t>(node_rank + 1) / static_cast<std::size_t>(node_size));
       if (nodes > 1) check_mpi(MPI_Comm_split(world.handle(), node_rank, world.rank(), across_.out()), "MPI_Comm_split");
     } else {
       leaders_ = true;
-      begin_ = 0;
-      end_ = node_rank == 0 ? n : 0;
+      first_ = 0;
+      last_ = node_rank == 0 ? U : 0;
       check_mpi(MPI_Comm_split(world.handle(), node_rank == 0 ? 0 : MPI_UNDEFINED, world.rank(), across_.out()),
                 "MPI_Comm_split");
     }
   }
 
-  const std::int64_t* sum() override {
+  static std::size_t round_to_pages(std::size_t bytes) { return (bytes + 4095) / 4096 * 4096; }
+
+  const std::int64_t* sum(SumFinisher* finisher) override {
     publish();  // every rank's values are written
-    if (end_ > begin_) {
+    const std::size_t begin = units_[first_], end = units_[last_];
+    if (end > begin) {
       std::int64_t* out = sums_;
       constexpr std::size_t kBlock = 2048;  // 16 KB: the block stays in L1 while the parts are added in
-      for (std::size_t b = begin_; b < end_; b += kBlock) {
-        const std::size_t e = std::min(end_, b + kBlock);
+      for (std::size_t b = begin; b < end; b += kBlock) {
+        const std::size_t e = std::min(end, b + kBlock);
         const std::int64_t* first = parts_[0];
         for (std::size_t i = b; i < e; ++i) out[i] = first[i];
         for (std::size_t r = 1; r < parts_.size(); ++r) {
@@ -430,9 +459,10 @@ class SharedSum final : public IntegerSum {
         }
       }
       if (across_.get() != MPI_COMM_NULL)
-        iallreduce(world_, across_.get(), out + begin_, end_ - begin_, DType::i64, ReduceOp::sum);
+        iallreduce(world_, across_.get(), out + begin, end - begin, DType::i64, ReduceOp::sum);
+      if (finisher != nullptr) finisher->finish(sums_, first_, last_);
     }
-    publish();  // every chunk is summed
+    publish();  // every unit is summed and finished
     return sums_;
   }
 
@@ -444,14 +474,20 @@ class SharedSum final : public IntegerSum {
   }
 
  private:
-  /// Orders every rank's writes to the segment before the other ranks' reads: full fences
-  /// around a node barrier.
+  /// A barrier of the node's ranks in the segment itself (a sense-reversing counter; a fraction
+  /// of an MPI barrier's latency): the last to arrive starts the next generation. Its acquire and
+  /// release order every rank's writes to the segment before the others' reads. Polled by the
+  /// stall watchdog.
   void publish() {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    MPI_Request req;
-    check_mpi(MPI_Ibarrier(node_.get(), &req), "MPI_Ibarrier");
-    world_.wait(req, "MPI_Ibarrier (node)");
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::uint32_t* arrived = barrier_;
+    std::uint32_t* generation = barrier_ + 16;  // another cache line
+    const std::uint32_t g = __atomic_load_n(generation, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(arrived, 1, __ATOMIC_ACQ_REL) == static_cast<std::uint32_t>(node_size_)) {
+      __atomic_store_n(arrived, 0, __ATOMIC_RELAXED);
+      __atomic_store_n(generation, g + 1, __ATOMIC_RELEASE);
+      return;
+    }
+    world_.poll([&] { return __atomic_load_n(generation, __ATOMIC_ACQUIRE) != g; }, "the node's barrier");
   }
 
   MpiComm& world_;
@@ -463,13 +499,15 @@ class SharedSum final : public IntegerSum {
   bool leaders_ = false;
   std::vector<std::int64_t*> parts_;
   std::int64_t* sums_ = nullptr;
-  std::size_t begin_ = 0, end_ = 0;
+  std::uint32_t* barrier_ = nullptr;
+  std::size_t first_ = 0, last_ = 0;  // the units this rank adds and finishes
 };
 
 }  // namespace
 
-std::unique_ptr<IntegerSum> MpiComm::integer_sum(std::size_t n, const IntegerSumOptions& options) {
-  if (!options.shared_memory || size_ == 1 || n == 0) return Comm::integer_sum(n, options);
+std::unique_ptr<IntegerSum> MpiComm::integer_sum(const IntegerSumSpec& spec, const IntegerSumOptions& options) {
+  const std::size_t n = spec.n;
+  if (!options.shared_memory || size_ == 1 || n == 0) return Comm::integer_sum(spec, options);
   OwnedComm node;
   if (options.node >= 0)
     check_mpi(MPI_Comm_split(comm_, options.node, rank_, node.out()), "MPI_Comm_split");
@@ -484,19 +522,20 @@ std::unique_ptr<IntegerSum> MpiComm::integer_sum(std::size_t n, const IntegerSum
   allreduce(agreed, 2, ReduceOp::max);
   allreduce(agreed + 2, 1, ReduceOp::sum);
   // One rank per node: nothing to share.
-  if (options.node < 0 && agreed[0] == 1) return Comm::integer_sum(n, options);
+  if (options.node < 0 && agreed[0] == 1) return Comm::integer_sum(spec, options);
 
-  // Every rank's part and the sums, each on pages of its own.
-  const std::size_t stride = (n * sizeof(std::int64_t) + 4095) / 4096 * 4096;
-  const std::size_t bytes = stride * static_cast<std::size_t>(node_size + 1);
+  // Every rank's part, the sums, the results and the barrier, each on pages of their own.
+  const std::size_t stride = SharedSum::round_to_pages(n * sizeof(std::int64_t));
+  const std::size_t bytes =
+      stride * static_cast<std::size_t>(node_size + 1) + SharedSum::round_to_pages(spec.result_bytes) + 4096;
   std::string created;
   Mapping segment = map_node_segment(*this, node.get(), node_rank, bytes, created);
   // Every rank has tried to map the segment once this returns: its name can go. Where some rank
   // has none (no /dev/shm, too little room in it, a file size limit), every rank sums through MPI.
   const bool everywhere = min(segment.get() != nullptr ? 1 : 0) == 1;
   if (!created.empty()) shm_unlink(created.c_str());
-  if (!everywhere) return Comm::integer_sum(n, options);
-  return std::make_unique<SharedSum>(*this, n, std::move(node), std::move(segment), stride, node_rank, node_size,
+  if (!everywhere) return Comm::integer_sum(spec, options);
+  return std::make_unique<SharedSum>(*this, spec, std::move(node), std::move(segment), stride, node_rank, node_size,
                                      static_cast<int>(agreed[2]), agreed[0] == -agreed[1]);
 }
 

@@ -22,6 +22,9 @@ enum SumTail : Index {
 };
 static_assert(kMaxLoss == 0, "the loss's quantum is computed in the slots' loop, as slot S");
 
+// The integer sum's unit: dequantize's chunk (kernels/vector_ops.cpp), whose sum of squares it returns.
+constexpr Index kUnit = 4096;
+
 int ceil_log2(Index m) {
   int c = 0;
   while ((Index{1} << c) < m) ++c;
@@ -40,8 +43,31 @@ GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max
     held_.assign(loss_.size(), Vec<float>(n_));
     held_ptrs_.assign(loss_.size(), nullptr);
     maxima_.assign(slots + kMaxTail, 0.0);
-    // One rank has nothing to add its integers to (reduce_exact's one-pass path).
-    if (comm.size() > 1) sum_ = comm.integer_sum(static_cast<std::size_t>(n_ + kExactSumTail), sum);
+    factors_.assign(slots, 0.0);
+    // One rank has nothing to add its integers to (reduce_exact's one-pass path). Otherwise the
+    // sum's units are dequantize's chunks of each tensor (so that a unit's sum of squares is the
+    // one dequantize forms), then the loss and rows; the results are the units' sums of squares,
+    // then the mean.
+    if (comm.size() > 1) {
+      Index next = 0;  // the slots tile [0, n) in order
+      for (std::size_t s = 0; s < slots; ++s) {
+        const Slot& slot = layout.slots()[s];
+        MDN_CHECK(slot.offset == next);
+        next += slot.size();
+        for (Index i = 0; i < slot.size(); i += kUnit) {
+          units_.push_back(static_cast<std::size_t>(slot.offset + i));
+          unit_slot_.push_back(static_cast<int>(s));
+        }
+      }
+      units_.push_back(static_cast<std::size_t>(n_));
+      unit_slot_.push_back(-1);
+      units_.push_back(static_cast<std::size_t>(n_ + kExactSumTail));
+      const std::size_t U = unit_slot_.size();
+      sum_ = comm.integer_sum({static_cast<std::size_t>(n_ + kExactSumTail), units_,
+                               U * sizeof(double) + static_cast<std::size_t>(n_) * sizeof(float)},
+                              sum);
+    }
+    finisher_.self = this;
     shift_.assign(slots + 1, 0);
   } else {
     held_.assign(1, Vec<float>(n_));
@@ -65,15 +91,15 @@ void GradientReducer::record(Index k, double loss_sum, Index rows) {
   }
 }
 
-GradientReducer::Result GradientReducer::reduce(Index n_local, Index micro_total, float* mean,
-                                                Flags flags, std::int64_t step) {
+GradientReducer::Result GradientReducer::reduce(Index n_local, Index micro_total, std::int64_t rows_total,
+                                                float* mean, Flags flags, std::int64_t step) {
   if (n_local > 0 && faults_.poisons_gradient(step, comm_.rank())) {
     // The fault tests' non-finite gradient: in this rank's first micro-batch (in the fast mode's
     // sum, which holds it).
     if (mode_ == Reduction::exact) held_[0](0) = std::numeric_limits<float>::quiet_NaN();
     else fast_(0) = std::numeric_limits<float>::quiet_NaN();
   }
-  return mode_ == Reduction::exact ? reduce_exact(n_local, micro_total, mean, flags, step)
+  return mode_ == Reduction::exact ? reduce_exact(n_local, micro_total, rows_total, mean, flags, step)
                                    : reduce_fast(n_local, mean, flags);
 }
 
@@ -105,11 +131,26 @@ GradientReducer::Result GradientReducer::reduce_fast(Index n_local, float* mean,
   return r;
 }
 
-GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro_total, float* mean,
-                                                      Flags flags, std::int64_t step) {
+GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro_total, std::int64_t rows_total,
+                                                      float* mean, Flags flags, std::int64_t step) {
+  Result r;
+  // 1. The maxima over every rank, with the non-finite flag and the requests (one small MAX).
+  const bool finite = agree_maxima(n_local, flags, r.flags);
+  if (!finite) {  // decided on the flag, the same on every rank
+    r.finite = false;
+    return r;
+  }
+  // 2. Quanta from the global maxima; the overflow bound is checked before anything is summed.
+  choose_quanta(micro_total, step);
+  // 3. Quantise and sum, locally and across ranks; divide once by the global row count.
+  sum_and_divide(n_local, rows_total, mean, r);
+  return r;
+}
+
+bool GradientReducer::agree_maxima(Index n_local, Flags flags, Flags& agreed) {
   const auto& slots = layout_.slots();
   const std::size_t S = slots.size();
-  // 1. Local maxima per slot and of the losses; non-finite values show as infinity.
+  // Local maxima per slot and of the losses; non-finite values show as infinity.
   std::fill(maxima_.begin(), maxima_.end(), 0.0);
   bool local_nonfinite = false;
   for (Index k = 0; k < n_local; ++k) {
@@ -130,14 +171,13 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
     ScopedTimer w(comm_seconds_);
     comm_.allreduce(maxima_.data(), maxima_.size(), ReduceOp::max);
   }
-  Result r;
-  r.flags = {maxima_[S + kMaxStop] > 0, maxima_[S + kMaxCheckpoint] > 0};
-  if (maxima_[S + kMaxNonfinite] > 0) {  // decided on the flag, the same on every rank
-    r.finite = false;
-    return r;
-  }
+  agreed = {maxima_[S + kMaxStop] > 0, maxima_[S + kMaxCheckpoint] > 0};
+  return !(maxima_[S + kMaxNonfinite] > 0);
+}
 
-  // 2. Quanta from the global maxima; the overflow bound is checked before anything is summed.
+void GradientReducer::choose_quanta(Index micro_total, std::int64_t step) {
+  const auto& slots = layout_.slots();
+  const std::size_t S = slots.size();
   const int c = ceil_log2(std::max<Index>(micro_total, 1));
   const int bias = faults_.quantum_shift(step, comm_.rank());
   const double limit = std::ldexp(1.0, 62 - c);
@@ -154,20 +194,23 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
                               s < S ? slots[s].name : std::string("loss"), step, a, micro_total, -shift_[s]),
                   true);
   }
+}
 
-  // 3. Quantise and sum locally (every local micro-batch in one pass over each tensor), then
-  //    across ranks.
+void GradientReducer::sum_and_divide(Index n_local, std::int64_t rows_total, float* mean, Result& r) {
+  const auto& slots = layout_.slots();
+  const std::size_t S = slots.size();
+  // Every local micro-batch in one pass over each tensor.
   for (Index k = 0; k < n_local; ++k) held_ptrs_[static_cast<std::size_t>(k)] = held_[static_cast<std::size_t>(k)].data();
+  held_count_ = n_local;
   std::int64_t loss_acc = 0;
   std::int64_t rows_acc = 0;
   for (Index k = 0; k < n_local; ++k) {
     loss_acc += std::llrint(std::ldexp(loss_[static_cast<std::size_t>(k)], shift_[S]));
     rows_acc += rows_[static_cast<std::size_t>(k)];
   }
-  held_count_ = n_local;
   // The division by the row count is one multiplication by quantum / rows (computed once per
   // tensor, in double): vector divisions would cost more than the rest of the reduction.
-  auto factor = [&](std::size_t s, std::int64_t rows) { return std::ldexp(1.0, -shift_[s]) / static_cast<double>(rows); };
+  for (std::size_t s = 0; s < S; ++s) factors_[s] = std::ldexp(1.0, -shift_[s]) / static_cast<double>(rows_total);
   r.sum_squares = 0;
   if (!sum_) {
     // One rank: its sums are the total; each tensor is quantised and divided in one pass.
@@ -177,26 +220,45 @@ GradientReducer::Result GradientReducer::reduce_exact(Index n_local, Index micro
     for (std::size_t s = 0; s < S; ++s)
       r.sum_squares += kernels_.round_trip(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset,
                                            mean + slots[s].offset, slots[s].size(), std::ldexp(1.0, shift_[s]),
-                                           factor(s, r.rows));
-    return r;
+                                           factors_[s]);
+  } else {
+    std::int64_t* acc = sum_->values();
+    for (std::size_t s = 0; s < S; ++s)
+      kernels_.quantize(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset, acc + slots[s].offset,
+                        slots[s].size(), std::ldexp(1.0, shift_[s]));
+    acc[n_ + kSumLoss] = loss_acc;
+    acc[n_ + kSumRows] = rows_acc;
+    {
+      ScopedTimer w(comm_seconds_);
+      sums_ = sum_->sum(&finisher_);  // each rank divides its units into the shared mean
+    }
+    r.rows = sums_[n_ + kSumRows];
+    r.loss_sum = std::ldexp(static_cast<double>(sums_[n_ + kSumLoss]), -shift_[S]);
+    const auto* unit_squares = static_cast<const double*>(sum_->results());
+    const auto* shared_mean = reinterpret_cast<const float*>(unit_squares + unit_slot_.size());
+    std::copy_n(shared_mean, n_, mean);
+    // Each tensor's sum of squares as dequantize forms it over the whole tensor: its chunks in order.
+    for (std::size_t u = 0; u < unit_slot_.size();) {
+      const int s = unit_slot_[u];
+      if (s < 0) break;
+      double tensor = 0;
+      for (; u < unit_slot_.size() && unit_slot_[u] == s; ++u) tensor += unit_squares[u];
+      r.sum_squares += tensor;
+    }
   }
-  std::int64_t* acc = sum_->values();
-  for (std::size_t s = 0; s < S; ++s)
-    kernels_.quantize(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset, acc + slots[s].offset,
-                      slots[s].size(), std::ldexp(1.0, shift_[s]));
-  acc[n_ + kSumLoss] = loss_acc;
-  acc[n_ + kSumRows] = rows_acc;
-  {
-    ScopedTimer w(comm_seconds_);
-    sums_ = sum_->sum();
-  }
+  MDN_CHECK(r.rows == rows_total);
+}
 
-  // 4. Divide once by the global row count.
-  r.rows = sums_[n_ + kSumRows];
-  r.loss_sum = std::ldexp(static_cast<double>(sums_[n_ + kSumLoss]), -shift_[S]);
-  for (std::size_t s = 0; s < S; ++s)
-    r.sum_squares += kernels_.dequantize(sums_ + slots[s].offset, mean + slots[s].offset, slots[s].size(), factor(s, r.rows));
-  return r;
+void GradientReducer::finish_units(const std::int64_t* sums, std::size_t first, std::size_t last) {
+  auto* unit_squares = static_cast<double*>(sum_->results());
+  auto* shared_mean = reinterpret_cast<float*>(unit_squares + unit_slot_.size());
+  for (std::size_t u = first; u < last; ++u) {
+    const int s = unit_slot_[u];
+    if (s < 0) continue;  // the loss and rows: read from the sums
+    const std::size_t at = units_[u];
+    unit_squares[u] = kernels_.dequantize(sums + at, shared_mean + at, static_cast<Index>(units_[u + 1] - at),
+                                          factors_[static_cast<std::size_t>(s)]);
+  }
 }
 
 std::string GradientReducer::route() const {

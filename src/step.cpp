@@ -44,7 +44,8 @@ StepOutcome TrainStep::run(Index batch, std::int64_t number, double lr, StepFlag
       reducer_.record(static_cast<Index>(k), loss, mb.rows);
     }
     // 2. One reduction: the mean gradient, the loss, the rows and the requests of every rank.
-    r = reducer_.reduce(static_cast<Index>(local.size()), micro_total, grad_.data(), requests, number);
+    r = reducer_.reduce(static_cast<Index>(local.size()), micro_total, b.batch_rows(batch), grad_.data(), requests,
+                        number);
   }
   const double comm = reducer_.comm_seconds() - comm_before;
   times_.comm += comm;

@@ -41,51 +41,79 @@ std::int64_t term(int rank, std::size_t i, int round) {
   return static_cast<std::int64_t>(h >> 4) - (std::int64_t{1} << 59);  // |value| < 2^59
 }
 
+/// Copies each finished unit's sums into the results, and counts the units it finished.
+struct CopyUnits final : SumFinisher {
+  explicit CopyUnits(IntegerSum& s, const std::vector<std::size_t>& u) : sum(s), units(u) {}
+  void finish(const std::int64_t* sums, std::size_t first, std::size_t last) override {
+    auto* out = static_cast<std::int64_t*>(sum.results());
+    for (std::size_t i = units[first]; i < units[last]; ++i) out[i] = sums[i];
+    finished += last - first;
+  }
+  IntegerSum& sum;
+  const std::vector<std::size_t>& units;
+  std::int64_t finished = 0;
+};
+
 /// Sums several rounds through one IntegerSum (values rewritten right after each sum, as the
-/// reducer does) and checks every element against the sum computed here from the terms.
-void check_integer_sum(MpiComm& c, const IntegerSumOptions& options, const char* route_has) {
+/// reducer does) and checks every element against the sum computed here from the terms; a
+/// finisher copies the sums into the results.
+/// `copies`: how many copies of the results there are — one per node through shared memory, one
+/// per rank through MPI — each unit being finished once per copy.
+void check_integer_sum(MpiComm& c, const IntegerSumOptions& options, const char* route_has, int copies) {
   const std::size_t n = 10007;  // odd: chunks of unequal length
-  auto sum = c.integer_sum(n, options);
+  std::vector<std::size_t> units;  // of 1000 elements, then a ragged one
+  for (std::size_t i = 0; i < n; i += 1000) units.push_back(i);
+  units.push_back(n);
+  auto sum = c.integer_sum({n, units, n * sizeof(std::int64_t)}, options);
   ASSERT_EQ(sum->size(), n);
   EXPECT_NE(sum->route().find(route_has), std::string::npos) << sum->route();
   for (int round = 0; round < 3; ++round) {
     std::int64_t* v = sum->values();
     for (std::size_t i = 0; i < n; ++i) v[i] = term(c.rank(), i, round);
-    const std::int64_t* s = sum->sum();
-    std::size_t wrong = 0;
+    CopyUnits copy(*sum, units);
+    const std::int64_t* s = round == 1 ? sum->sum() : sum->sum(&copy);
+    const auto* results = static_cast<const std::int64_t*>(sum->results());
+    std::size_t wrong = 0, wrong_results = 0;
     for (std::size_t i = 0; i < n; ++i) {
       std::int64_t expected = 0;
       for (int r = 0; r < c.size(); ++r) expected += term(r, i, round);
       wrong += s[i] != expected;
+      wrong_results += round != 1 && results[i] != expected;
     }
     EXPECT_EQ(wrong, 0u) << "round " << round << ", route " << sum->route();
+    EXPECT_EQ(wrong_results, 0u) << "round " << round << ", route " << sum->route();
+    if (round != 1) {
+      EXPECT_EQ(c.sum(copy.finished), static_cast<std::int64_t>(units.size() - 1) * copies);
+    }
   }
 }
 
 TEST(MpiComm, IntegerSumThroughSharedMemory) {
   MpiComm c(MPI_COMM_WORLD);
-  check_integer_sum(c, {}, c.size() == 1 ? "one rank" : "shared memory");
+  check_integer_sum(c, {}, c.size() == 1 ? "one rank" : "shared memory", 1);
 }
 
 TEST(MpiComm, IntegerSumThroughMpiAlone) {
   MpiComm c(MPI_COMM_WORLD);
-  check_integer_sum(c, {false, -1}, c.size() == 1 ? "one rank" : "MPI allreduce");
+  check_integer_sum(c, {false, -1}, c.size() == 1 ? "one rank" : "MPI allreduce", c.size());
 }
 
 TEST(MpiComm, IntegerSumOverNodesOfEqualSize) {
   // Ranks grouped into "nodes" of two (and of one): every node rank allreduces its chunk with
   // its peers on the other nodes.
   MpiComm c(MPI_COMM_WORLD);
-  if (c.size() % 2 == 0) check_integer_sum(c, {true, c.rank() / 2}, c.size() == 2 ? "1 node" : "per-rank chunks");
-  if (c.size() > 1) check_integer_sum(c, {true, c.rank()}, "per-rank chunks");
-  if (c.size() % 2 == 0) check_integer_sum(c, {true, c.rank() % 2}, c.size() == 2 ? "per-rank chunks" : "2 nodes");
+  if (c.size() % 2 == 0)
+    check_integer_sum(c, {true, c.rank() / 2}, c.size() == 2 ? "1 node" : "per-rank chunks", c.size() / 2);
+  if (c.size() > 1) check_integer_sum(c, {true, c.rank()}, "per-rank chunks", c.size());
+  if (c.size() % 2 == 0)
+    check_integer_sum(c, {true, c.rank() % 2}, c.size() == 2 ? "per-rank chunks" : "2 nodes", 2);
 }
 
 TEST(MpiComm, IntegerSumOverNodesOfUnequalSize) {
   // Rank 0 alone, the others together: the nodes' first ranks allreduce the whole vector.
   MpiComm c(MPI_COMM_WORLD);
   if (c.size() < 3) GTEST_SKIP() << "needs 3 ranks";
-  check_integer_sum(c, {true, c.rank() == 0 ? 0 : 1}, "unequal size");
+  check_integer_sum(c, {true, c.rank() == 0 ? 0 : 1}, "unequal size", 2);
 }
 
 TEST(MpiComm, IntegerSumFallsBackToMpiWhereNoSegmentCanBeMade) {
@@ -98,7 +126,7 @@ TEST(MpiComm, IntegerSumFallsBackToMpiWhereNoSegmentCanBeMade) {
   rlimit tight = old;
   tight.rlim_cur = 4096;
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &tight), 0);
-  check_integer_sum(c, {}, c.size() == 1 ? "one rank" : "MPI allreduce");
+  check_integer_sum(c, {}, c.size() == 1 ? "one rank" : "MPI allreduce", c.size());
   setrlimit(RLIMIT_FSIZE, &old);
   std::signal(SIGXFSZ, old_handler);
 }

@@ -31,6 +31,23 @@ constexpr DType dtype_of() {
   }
 }
 
+/// What a rank does with the sums of the units it owns (IntegerSum::sum): the units' results go
+/// to IntegerSum::results(), which every rank reads once sum() has returned.
+class SumFinisher {
+ public:
+  virtual ~SumFinisher() = default;
+  /// The sums of units [first, last) are complete (sums[i] for i in units[first] .. units[last]).
+  virtual void finish(const std::int64_t* sums, std::size_t first, std::size_t last) = 0;
+};
+
+/// The elements of an integer sum, in units (boundaries 0 = units[0] < ... < units[U] = n: the
+/// work after the sum is shared out in whole units), and the bytes of the units' results.
+struct IntegerSumSpec {
+  std::size_t n = 0;
+  std::vector<std::size_t> units;  ///< empty: units of 2048 elements
+  std::size_t result_bytes = 0;
+};
+
 /// n int64 values per rank, summed over all ranks in place: the exact reduction's integer sum.
 /// Integer addition is associative, so the route does not change the result: ranks on one node
 /// add through memory they share (MpiComm), nodes through MPI, and anything else through one
@@ -41,22 +58,30 @@ class IntegerSum {
   std::size_t size() const { return n_; }
   /// Where this rank writes its n values; what they hold after sum() is unspecified.
   std::int64_t* values() { return values_; }
-  /// Collective: the element-wise sums over all ranks, valid until this rank calls sum() again.
-  /// Allocates nothing.
-  virtual const std::int64_t* sum() = 0;
+  /// Collective: adds every rank's values; then, when `finisher` is given, each rank finishes the
+  /// units it owns (every unit is finished by one rank), and the call returns once all have.
+  /// Returns the element-wise sums; they and results() are valid until this rank calls sum()
+  /// again. Allocates nothing.
+  virtual const std::int64_t* sum(SumFinisher* finisher = nullptr) = 0;
+  /// The units' results (result_bytes, 8-byte aligned), written by the finishers.
+  void* results() { return results_; }
   /// How the values travel, for the start message and metrics.jsonl.
   virtual std::string route() const = 0;
 
  protected:
   std::int64_t* values_ = nullptr;
+  void* results_ = nullptr;
   std::size_t n_ = 0;
+  std::vector<std::size_t> units_;
 };
 
 struct IntegerSumOptions {
   /// Ranks that share a node add through a shared-memory window (MpiComm); false: one MPI
   /// allreduce over all ranks.
   bool shared_memory = true;
-  /// Tests: ranks with the same value form a "node" (instead of the ranks that share memory).
+  /// Ranks with the same value share one segment (e.g. one per socket; they must be able to map
+  /// the same /dev/shm). -1: the ranks that share memory (MPI_COMM_TYPE_SHARED). The tests use it
+  /// to form several "nodes" on one machine.
   int node = -1;
 };
 
@@ -108,8 +133,8 @@ class Comm {
   /// any size.
   virtual std::vector<char> gather(const void* data, std::size_t bytes, int root = 0) = 0;
 
-  /// A sum of n int64 values per rank (above). Collective. This base version: one allreduce.
-  virtual std::unique_ptr<IntegerSum> integer_sum(std::size_t n, const IntegerSumOptions& options = {});
+  /// A sum of spec.n int64 values per rank (above). Collective. This base version: one allreduce.
+  virtual std::unique_ptr<IntegerSum> integer_sum(const IntegerSumSpec& spec, const IntegerSumOptions& options = {});
 
   /// Turns a failure on some ranks into the same mdn::Error on every rank.
   ///

@@ -3,6 +3,9 @@
 
 #include <mpi.h>
 
+#include <chrono>
+#include <thread>
+
 #include "mdn/comm.hpp"
 
 namespace mdn {
@@ -41,16 +44,32 @@ class MpiComm final : public Comm {
   /// The exact reduction's integer sum: through a shared-memory window per node (comm.cpp,
   /// SharedSum) unless options say otherwise, there is one rank per node, or some rank cannot
   /// allocate the window.
-  std::unique_ptr<IntegerSum> integer_sum(std::size_t n, const IntegerSumOptions& options = {}) override;
+  std::unique_ptr<IntegerSum> integer_sum(const IntegerSumSpec& spec, const IntegerSumOptions& options = {}) override;
   /// Completes `request` (started by `call`, on this or a derived communicator), polling against
   /// the deadline: past it, reports the step and phase and aborts the job.
   void wait(MPI_Request& request, const char* call);
+  /// Polls `done` until it returns true, against the same deadline (the shared-memory barrier):
+  /// spins for the first millisecond, then yields the core between polls.
+  template <class Done>
+  void poll(Done&& done, const char* call) {
+    const auto start = std::chrono::steady_clock::now();
+    for (long spins = 0;; ++spins) {
+      if (done()) return;
+      if (spins % 1024 != 1023) continue;  // the clock only now and then
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (waited > 1e-3) std::this_thread::sleep_for(std::chrono::microseconds(100));
+      else std::this_thread::yield();  // another process may need this core (more ranks than cores)
+      if (timeout_ > 0 && waited > timeout_) stalled(call);
+    }
+  }
 
  protected:
   void allreduce_raw(void* data, std::size_t n, DType type, ReduceOp op) override;
   void broadcast_raw(void* data, std::size_t bytes, int root) override;
 
  private:
+  /// Reports that `call` made no progress for the timeout, with the step and phase, and aborts.
+  [[noreturn]] void stalled(const char* call);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;

@@ -62,9 +62,10 @@ class GradientReducer {
   };
 
   /// Reduces the n_local recorded micro-batches of step `step` (it has micro_total micro-batches
-  /// over all ranks) into mean = sum / rows. Collective; throws mdn::Error on an accumulator
-  /// overflow.
-  Result reduce(Index n_local, Index micro_total, float* mean, Flags flags = {}, std::int64_t step = 0);
+  /// and rows_total rows over all ranks) into mean = sum / rows. Collective; throws mdn::Error on
+  /// an accumulator overflow.
+  Result reduce(Index n_local, Index micro_total, std::int64_t rows_total, float* mean, Flags flags = {},
+                std::int64_t step = 0);
 
   /// Exact mode: the dequantised sum of element i before the division (for tests; on one rank it
   /// is formed again from the held gradients).
@@ -75,7 +76,21 @@ class GradientReducer {
   double comm_seconds() const { return comm_seconds_; }
 
  private:
-  Result reduce_exact(Index n_local, Index micro_total, float* mean, Flags flags, std::int64_t step);
+  Result reduce_exact(Index n_local, Index micro_total, std::int64_t rows_total, float* mean, Flags flags,
+                      std::int64_t step);
+  // reduce_exact's three parts.
+  bool agree_maxima(Index n_local, Flags flags, Flags& agreed);  ///< false: non-finite on some rank
+  void choose_quanta(Index micro_total, std::int64_t step);      ///< throws on an overflow
+  void sum_and_divide(Index n_local, std::int64_t rows_total, float* mean, Result& r);
+  /// The finishing of the integer sum's units [first, last) (each a tensor's piece of up to 4096
+  /// elements): divided and rounded into the shared mean, with their sums of squares.
+  void finish_units(const std::int64_t* sums, std::size_t first, std::size_t last);
+  struct Finisher final : SumFinisher {
+    GradientReducer* self = nullptr;
+    void finish(const std::int64_t* sums, std::size_t first, std::size_t last) override {
+      self->finish_units(sums, first, last);
+    }
+  };
   Result reduce_fast(Index n_local, float* mean, Flags flags);
 
   const Layout& layout_;
@@ -91,6 +106,10 @@ class GradientReducer {
   std::unique_ptr<IntegerSum> sum_;     // exact: this rank's quantised sums, then loss and rows (SumTail)
   const std::int64_t* sums_ = nullptr;  // exact: the last step's sums over all ranks (none on one rank)
   Index held_count_ = 0;                // exact: the last step's local micro-batches
+  std::vector<std::size_t> units_;      // exact, several ranks: the integer sum's unit boundaries
+  std::vector<int> unit_slot_;          // the slot of each unit (-1: the loss and rows)
+  std::vector<double> factors_;         // per slot, this step: quantum / rows
+  Finisher finisher_;
   std::vector<int> shift_;              // exact: per slot, then loss
   Vec<float> fast_;                     // fast: sums, then loss, rows, stop and checkpoint (SumTail)
   const Faults& faults_;

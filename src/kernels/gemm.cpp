@@ -208,6 +208,8 @@ void pack_panel(const float* x, Index stride, bool along_rows, Index first, Inde
 /// of packing them was measured: no faster on the medium model, 40% slower on the large one.)
 /// With `transposed` the result is stored transposed: C(i, j) at c.data[i * c.stride + j] (a
 /// product with few rows runs as its transpose, whose many rows fill the register tile).
+// Long because it is the five loops of the BLIS design (jc, pc, ic over blocks, jr, ir over
+// register tiles) with the edge tile inline: the blocking state lives in one scope.
 template <Act A>
 void sgemm(const Operand<const float>& a, const Operand<const float>& b, const Operand<float>& c, float* ap,
            float* bp, const Epilogue<float>& ep, bool transposed) {
