@@ -125,6 +125,7 @@ GradientReducer::Result GradientReducer::reduce_fast(Index n_local, float* mean,
   r.flags = {fast_(n_ + kSumStop) > 0, fast_(n_ + kSumCheckpoint) > 0};
   r.finite = fast_.head(n_ + kSumLoss + 1).allFinite();  // the same on every rank: the reduced buffer
   if (r.finite) {
+    r.mean = mean;
     Eigen::Map<Vec<float>>(mean, n_) = fast_.head(n_) * (1.0f / static_cast<float>(r.rows));
     for (const Slot& slot : layout_.slots()) r.sum_squares += kernels_.sum_squares(mean + slot.offset, slot.size());
   }
@@ -215,6 +216,7 @@ void GradientReducer::sum_and_divide(Index n_local, std::int64_t rows_total, flo
   if (!sum_) {
     // One rank: its sums are the total; each tensor is quantised and divided in one pass.
     sums_ = nullptr;
+    r.mean = mean;
     r.rows = rows_acc;
     r.loss_sum = std::ldexp(static_cast<double>(loss_acc), -shift_[S]);
     for (std::size_t s = 0; s < S; ++s)
@@ -235,8 +237,8 @@ void GradientReducer::sum_and_divide(Index n_local, std::int64_t rows_total, flo
     r.rows = sums_[n_ + kSumRows];
     r.loss_sum = std::ldexp(static_cast<double>(sums_[n_ + kSumLoss]), -shift_[S]);
     const auto* unit_squares = static_cast<const double*>(sum_->results());
-    const auto* shared_mean = reinterpret_cast<const float*>(unit_squares + unit_slot_.size());
-    std::copy_n(shared_mean, n_, mean);
+    // Read in place: a copy would cost as much as the optimizer's own pass over it.
+    r.mean = reinterpret_cast<const float*>(unit_squares + unit_slot_.size());
     // Each tensor's sum of squares as dequantize forms it over the whole tensor: its chunks in order.
     for (std::size_t u = 0; u < unit_slot_.size();) {
       const int s = unit_slot_[u];

@@ -1,5 +1,6 @@
 #include "mdn/step.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "mdn/clip.hpp"
@@ -60,11 +61,17 @@ StepOutcome TrainStep::run(Index batch, std::int64_t number, double lr, StepFlag
   // 4. Clip and update. The norm comes from the reduction's pass; the norm clip's factor is
   //    applied by the optimizer as it reads the gradient.
   ScopedTimer t(times_.compute);
-  const ClipResult cr = clip_by_value(p_.cpu.level, grad_.data(), grad_.size(), p_.config.clip_spec(),
-                                      std::sqrt(r.sum_squares));
+  const ClipSpec clip = p_.config.clip_spec();
+  const float* g = r.mean;
+  float* own = nullptr;  // the value clip works in place: on this rank's own buffer
+  if (clip.value) {
+    if (g != grad_.data()) std::copy_n(g, grad_.size(), grad_.data());
+    g = own = grad_.data();
+  }
+  const ClipResult cr = clip_by_value(p_.cpu.level, own, grad_.size(), clip, std::sqrt(r.sum_squares));
   out.clipped = cr.norm_clipped || cr.value_clipped;
   out.grad_norm = cr.norm;
-  optimizer_.step(params_.data(), grad_.data(), lr, cr.scale);
+  optimizer_.step(params_.data(), g, lr, cr.scale);
   out.applied = true;
   return out;
 }

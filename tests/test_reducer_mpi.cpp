@@ -66,6 +66,7 @@ Reduced reduce(Comm& comm, Reduction mode, Index M, Owner owner, StepFlags flags
   std::int64_t rows = 0;
   for (Index g = 0; g < M; ++g) rows += 10 + g % 3;
   out.result = red.reduce(local, M, rows, out.mean.data(), flags);
+  if (out.result.finite) std::copy_n(out.result.mean, layout.size(), out.mean.data());
   if (mode == Reduction::exact && out.result.finite)
     for (Index i = 0; i < layout.size(); ++i) out.sums.push_back(red.last_sum(i));
   return out;

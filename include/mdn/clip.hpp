@@ -31,7 +31,8 @@ ClipResult clip(CpuLevel level, S* g, Index n, const ClipSpec& spec);
 /// clip() for a gradient whose L2 norm is known (norm, before clipping): clamps by value in
 /// place, and returns the norm clip's factor in `scale` without applying it; the optimizer
 /// multiplies the gradient by it as it reads it (Optimizer::step), saving a pass over the
-/// gradient. The same result as clip() followed by the update.
+/// gradient. The same result as clip() followed by the update. g is read and written only with a
+/// value clip (it may be null without one).
 template <class S>
 ClipResult clip_by_value(CpuLevel level, S* g, Index n, const ClipSpec& spec, double norm);
 

@@ -59,11 +59,14 @@ class GradientReducer {
     /// Sum of the squares of the mean gradient, from the pass that wrote it: per tensor (layout
     /// slot) in blocks of 256 summed in float, the blocks and the tensors in double, in order.
     double sum_squares = 0;
+    /// Where the mean gradient is: the caller's buffer, or — exact mode on several ranks — the
+    /// integer sum's results (on a node, memory its ranks share), valid until the next reduce.
+    const float* mean = nullptr;
   };
 
   /// Reduces the n_local recorded micro-batches of step `step` (it has micro_total micro-batches
-  /// and rows_total rows over all ranks) into mean = sum / rows. Collective; throws mdn::Error on
-  /// an accumulator overflow.
+  /// and rows_total rows over all ranks) into the mean gradient = sum / rows: into `mean`, or
+  /// where Result::mean says. Collective; throws mdn::Error on an accumulator overflow.
   Result reduce(Index n_local, Index micro_total, std::int64_t rows_total, float* mean, Flags flags = {},
                 std::int64_t step = 0);
 
