@@ -2,7 +2,6 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
-#include <atomic>
 #include <cstring>
 #include <memory>
 #include <thread>

@@ -22,9 +22,6 @@ enum SumTail : Index {
 };
 static_assert(kMaxLoss == 0, "the loss's quantum is computed in the slots' loop, as slot S");
 
-// The integer sum's unit: dequantize's chunk (kernels/vector_ops.cpp), whose sum of squares it returns.
-constexpr Index kUnit = 4096;
-
 int ceil_log2(Index m) {
   int c = 0;
   while ((Index{1} << c) < m) ++c;
@@ -54,7 +51,7 @@ GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max
         const Slot& slot = layout.slots()[s];
         MDN_CHECK(slot.offset == next);
         next += slot.size();
-        for (Index i = 0; i < slot.size(); i += kUnit) {
+        for (Index i = 0; i < slot.size(); i += kDequantizeChunk) {
           units_.push_back(static_cast<std::size_t>(slot.offset + i));
           unit_slot_.push_back(static_cast<int>(s));
         }

@@ -173,7 +173,7 @@ TEST(Levels, KernelsFlushDenormalsWhateverTheCallersMode) {
 TEST(Levels, TheOnePassRoundTripIsQuantiseThenDequantise) {
   // The one-rank reduction's pass gives the bits of the two passes that the integer sum over ranks
   // goes through (values and sum of squares), at every level, over several chunks and a ragged end.
-  const Index n = 3 * 4096 + 1001, offset = 37;
+  const Index n = 3 * kDequantizeChunk + 1001, offset = 37;
   std::vector<Vec<float>> grads;
   for (int c = 0; c < 3; ++c) {
     const Mat<float> g = uniform_matrix<float>(1, n + offset, -1, 1, seed(), 20 + static_cast<std::uint64_t>(c));

@@ -80,32 +80,36 @@ class Policies : public testing::Test {
     return prepare(config, sets, test_comm());  // read on rank 0
   }
 
-  /// Trains run `name` with `sets`, from `resume` (or fresh), with `faults`.
-  Trained train(const std::string& name, const std::vector<std::string>& sets, const Faults& faults = Faults::none(),
-            const Checkpoint* resume = nullptr) {
+  /// Trains run `name` with `sets`, from `resume` (or fresh), with `faults`, saving checkpoints
+  /// through `checkpoints`; what the run did is in `r` also when it throws.
+  void run(Trained& r, const std::string& name, const std::vector<std::string>& sets, const Faults& faults,
+           const Checkpoint* resume, CheckpointSink& checkpoints) {
     Comm& comm = test_comm();
     Prepared p = prepared(name, sets);
     ResumeDecision plan;  // what `mdn train` would take from the checkpoint
     if (resume != nullptr) plan.checkpoint = *resume;
     read_data(p, plan.continuation(p.config), comm);
-    Trained r;
-    RunLoop loop(p, comm, resume, r.metrics, r.checkpoints, faults);
+    RunLoop loop(p, comm, resume, r.metrics, checkpoints, faults);
     r.end = loop.run();
     r.step = loop.step();
     r.params = loop.params();
+  }
+
+  /// The same, keeping the checkpoints in memory.
+  Trained train(const std::string& name, const std::vector<std::string>& sets, const Faults& faults = Faults::none(),
+                const Checkpoint* resume = nullptr) {
+    Trained r;
+    run(r, name, sets, faults, resume, r.checkpoints);
     return r;
   }
 
-  /// Trains run `name` into real files in its run directory.
+  /// The same, into real files in its run directory.
   void train_to_files(const std::string& name, const std::vector<std::string>& sets) {
-    Comm& comm = test_comm();
-    Prepared p = prepared(name, sets);
-    read_data(p, {}, comm);
-    if (comm.is_root()) std::filesystem::create_directories(checkpoint_dir(p.config.run.dir));
-    RecordedMetrics metrics;
-    CheckpointFiles files(p.config.run.dir, p.config.checkpoint.keep_last);
-    RunLoop loop(p, comm, nullptr, metrics, files);
-    EXPECT_EQ(loop.run(), RunEnd::finished);
+    if (root()) std::filesystem::create_directories(checkpoint_dir(dir_ / name));
+    Trained r;
+    CheckpointFiles files(dir_ / name, 3);  // checkpoint.keep_last as these configs leave it
+    run(r, name, sets, Faults::none(), nullptr, files);
+    EXPECT_EQ(r.end, RunEnd::finished);
   }
 
   std::string checkpoint_file(const std::string& name, std::int64_t step) {
@@ -139,12 +143,8 @@ TEST_F(Policies, ANonFiniteStepStopsTheRunWithTheLastGoodStateSaved) {
   const Trained two = train("two", {"train.max_steps=2"});
   Trained stopped;
   try {
-    Comm& comm = test_comm();
-    Prepared p = prepared("stopped", {"train.max_steps=5"});
-    read_data(p, {}, comm);
-    const Faults faults = Faults::parse("nonfinite@step=3" + on_last_rank());
-    RunLoop loop(p, comm, nullptr, stopped.metrics, stopped.checkpoints, faults);
-    loop.run();
+    run(stopped, "stopped", {"train.max_steps=5"}, Faults::parse("nonfinite@step=3" + on_last_rank()), nullptr,
+        stopped.checkpoints);
     ADD_FAILURE() << "the run did not stop";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Exit::failure);
@@ -159,12 +159,8 @@ TEST_F(Policies, ANonFiniteStepStopsTheRunWithTheLastGoodStateSaved) {
 TEST_F(Policies, AnAccumulatorOverflowIsAnErrorNamingTheStepAndAppliesNothing) {
   Trained r;
   try {
-    Comm& comm = test_comm();
-    Prepared p = prepared("overflow", {"train.max_steps=4"});
-    read_data(p, {}, comm);
-    const Faults faults = Faults::parse("overflow@step=2");  // the maxima are global: every rank overflows
-    RunLoop loop(p, comm, nullptr, r.metrics, r.checkpoints, faults);
-    loop.run();
+    // The maxima are global: every rank overflows.
+    run(r, "overflow", {"train.max_steps=4"}, Faults::parse("overflow@step=2"), nullptr, r.checkpoints);
     ADD_FAILURE() << "the overflow was not reported";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Exit::failure);

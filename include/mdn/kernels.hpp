@@ -104,6 +104,12 @@ struct AdamUpdate {
   S shrink;      ///< adamw's decoupled decay, p *= shrink (1 for adam and for biases)
 };
 
+/// The chunk in which dequantize forms its sum of squares (a multiple of sum_squares' block, small
+/// enough to stay in the first-level cache between the conversion and the sum). The exact
+/// reduction divides its work among ranks in these chunks, so that the sums of squares add up in
+/// the same order on any number of ranks.
+inline constexpr Index kDequantizeChunk = 4096;
+
 /// A level's entry points for scalar type S.
 template <class S>
 struct Kernels {
@@ -134,8 +140,9 @@ struct Kernels {
   /// of two: every term exact for |x scale| < 2^63, the sum of integers in any order. One pass
   /// over the buffers, however many there are.
   void (*quantize)(const S* const* x, int count, Index offset, std::int64_t* acc, Index n, double scale);
-  /// out[i] = acc[i] * factor, rounded once to S; returns the sum of the squares of out
-  /// (sum_squares' blocking, counted from out[0]) from the same pass.
+  /// out[i] = acc[i] * factor, rounded once to S; returns the sum of the squares of out from the
+  /// same pass: per chunk of kDequantizeChunk elements (counted from out[0]) in sum_squares'
+  /// blocking, the chunks added in order.
   double (*dequantize)(const std::int64_t* acc, S* out, Index n, double factor);
   /// quantize, then dequantize, through a buffer that stays in the first-level cache: the same
   /// out and the same sum of squares as the two calls (for a sum that has no other rank's terms

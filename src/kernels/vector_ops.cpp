@@ -129,10 +129,6 @@ void quantize(const S* const* x, int count, Index offset, std::int64_t* acc, Ind
   }
 }
 
-// dequantize works in chunks that stay in the first-level cache between the conversion and the sum
-// of squares; a multiple of sum_squares' block.
-constexpr Index kDequantizeChunk = 4096;
-
 template <class S>
 double dequantize(const std::int64_t* acc, S* out, Index n, double factor) {
   constexpr Index kChunk = kDequantizeChunk;
