@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <regex>
 
 #include "mdn/config.hpp"
@@ -29,11 +30,18 @@ constexpr const char* kFormat = "mdn-checkpoint";
 constexpr const char* kChecksumAlgorithm =
     "xxh3-64 of: every dataset's raw little-endian bytes in lexicographic order of its path "
     "(no leading '/'); then step, epoch, samples_seen, world_size, /optimizer step as int64; "
-    "best_valid_nll as float64; the config text; the cpu_level text";
+    "best_valid_nll as float64; the config text; the cpu_level text; the permutation text; the train_files text";
 
 std::vector<std::string> state_names(OptimizerKind k, bool momentum) {
   if (k == OptimizerKind::sgd) return momentum ? std::vector<std::string>{"momentum"} : std::vector<std::string>{};
   return {"exp_avg", "exp_avg_sq"};
+}
+
+/// The training files as stored: one line "<rows> <path>" per file.
+std::string train_files_text(const std::vector<std::pair<std::string, std::int64_t>>& files) {
+  std::string s;
+  for (const auto& [path, rows] : files) s += fmt::format("{} {}\n", rows, path);
+  return s;
 }
 
 /// The bytes the checksum covers after the datasets.
@@ -47,6 +55,11 @@ std::string checksum_of(const std::map<std::string, std::string>& datasets, cons
   XXH3_64bits_update(st, &c.best_valid_nll, sizeof c.best_valid_nll);
   XXH3_64bits_update(st, c.config.data(), c.config.size());
   if (version >= 2) XXH3_64bits_update(st, c.cpu_level.data(), c.cpu_level.size());
+  if (version >= 3) {
+    XXH3_64bits_update(st, c.permutation.data(), c.permutation.size());
+    const std::string files = train_files_text(c.train_files);
+    XXH3_64bits_update(st, files.data(), files.size());
+  }
   const XXH64_hash_t h = XXH3_64bits_digest(st);
   XXH3_freeState(st);
   return fmt::format("{:016x}", h);
@@ -125,6 +138,8 @@ void write_contents(Writer& w, const Checkpoint& c) {
   w.attr("/", "config", c.config);
   w.attr("/", "best_valid_nll", c.best_valid_nll);
   w.attr("/", "cpu_level", c.cpu_level);
+  w.attr("/", "permutation", c.permutation);
+  w.attr("/", "train_files", train_files_text(c.train_files));
   w.attr("/model", "input_dim", std::int64_t{m.input_dim});
   w.attr("/model", "output_dim", std::int64_t{m.output_dim});
   w.attr("/model", "components", std::int64_t{m.components});
@@ -291,6 +306,22 @@ void read_header(const Reader& r, Checkpoint& c) {
     r.fail(fmt::format("format version {}; this mdn reads versions 1 to {}", version, kCheckpointFormatVersion));
   c.format_version = version;
   if (version >= 2) c.cpu_level = r.str("/", "cpu_level");
+  c.permutation = "fisher-yates";  // versions 1 and 2
+  if (version >= 3) {
+    c.permutation = r.str("/", "permutation");
+    std::istringstream lines(r.str("/", "train_files"));
+    std::string line;
+    while (std::getline(lines, line)) {
+      const auto space = line.find(' ');
+      std::int64_t rows = -1;
+      try {
+        if (space != std::string::npos) rows = std::stoll(line.substr(0, space));
+      } catch (const std::exception&) {
+      }
+      if (rows < 0) r.fail(fmt::format("attribute train_files: a line is not '<rows> <path>': '{}'", line));
+      c.train_files.emplace_back(line.substr(space + 1), rows);
+    }
+  }
   c.step = r.i64("/", "step");
   c.epoch = r.i64("/", "epoch");
   c.samples_seen = r.i64("/", "samples_seen");

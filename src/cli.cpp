@@ -70,7 +70,7 @@ void add_cpu_option(CLI::App& cmd, std::string& cpu) {
 
 void add_model_inputs(CLI::App& cmd, ModelInputs& o) {
   cmd.add_option("--checkpoint", o.checkpoint, "Checkpoint file")->required();
-  cmd.add_option("--input", o.input, "HDF5 file with the inputs")->required();
+  cmd.add_option("--input", o.input, "HDF5 file(s) with the inputs: paths or glob patterns, rows in order")->required();
   cmd.add_option("--x", o.x, "Dataset of inputs (default: the checkpoint's data.x)");
   cmd.add_option("--output", o.output, "HDF5 file to write")->required();
   add_cpu_option(cmd, o.cpu);
@@ -113,7 +113,8 @@ Outcome run(int argc, char** argv, Comm& world) {
       "eval", "Mean negative log-likelihood per sample of a data file under a checkpoint, in the data's "
               "units; distributed under mpirun, the same for any number of ranks");
   eval->add_option("--checkpoint", eval_opts.checkpoint, "Checkpoint file")->required();
-  eval->add_option("--data", eval_opts.data, "HDF5 file with inputs and targets")->required();
+  eval->add_option("--data", eval_opts.data, "HDF5 file(s) with inputs and targets: paths or glob patterns, rows in order")
+      ->required();
   eval->add_option("--x", eval_opts.x, "Dataset of inputs (default: the checkpoint's data.x)");
   eval->add_option("--y", eval_opts.y, "Dataset of targets (default: the checkpoint's data.y)");
   add_cpu_option(*eval, eval_opts.cpu);

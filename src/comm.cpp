@@ -82,14 +82,11 @@ std::unique_ptr<IntegerSum> Comm::integer_sum(const IntegerSumSpec& spec, const 
   return std::make_unique<AllreduceSum>(*this, spec);
 }
 
-void SelfComm::exchange_rows(const float* send, std::size_t width,
-                             const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
-                             const std::vector<std::int64_t>& recv_counts) {
-  MDN_CHECK(send_rows.size() == 1 && recv_counts.size() == 1 &&
-         static_cast<std::int64_t>(send_rows[0].size()) == recv_counts[0]);
-  (void)recv_counts;
-  for (std::size_t k = 0; k < send_rows[0].size(); ++k)
-    std::copy_n(send + static_cast<std::size_t>(send_rows[0][k]) * width, width, recv + k * width);
+void SelfComm::exchange_blocks(const char* send, const std::size_t* send_bytes, char* recv,
+                               std::size_t* recv_bytes, std::size_t room) {
+  MDN_CHECK(send_bytes[0] <= room);
+  std::memcpy(recv, send, send_bytes[0]);
+  recv_bytes[0] = send_bytes[0];
 }
 
 std::vector<char> SelfComm::gather(const void* data, std::size_t bytes, int root) {
@@ -197,71 +194,26 @@ void MpiComm::barrier() {
   wait(r, "MPI_Ibarrier");
 }
 
-namespace {
-
-/// Owns a committed MPI datatype.
-class Datatype {
- public:
-  Datatype() = default;
-  explicit Datatype(MPI_Datatype t) : t_(t) { check_mpi(MPI_Type_commit(&t_), "MPI_Type_commit"); }
-  ~Datatype() {
-    if (t_ != MPI_DATATYPE_NULL) MPI_Type_free(&t_);
-  }
-  Datatype(Datatype&& o) noexcept : t_(std::exchange(o.t_, MPI_DATATYPE_NULL)) {}
-  Datatype& operator=(Datatype&& o) noexcept {
-    std::swap(t_, o.t_);
-    return *this;
-  }
-  MPI_Datatype get() const { return t_; }
-
- private:
-  MPI_Datatype t_ = MPI_DATATYPE_NULL;
-};
-
-}  // namespace
-
-void MpiComm::exchange_rows(const float* send, std::size_t width,
-                            const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
-                            const std::vector<std::int64_t>& recv_counts) {
+void MpiComm::exchange_blocks(const char* send, const std::size_t* send_bytes, char* recv,
+                              std::size_t* recv_bytes, std::size_t room) {
   const auto P = static_cast<std::size_t>(size_);
-  MDN_CHECK(send_rows.size() == P && recv_counts.size() == P);
-  MPI_Datatype raw = MPI_DATATYPE_NULL;
-  check_mpi(MPI_Type_contiguous(static_cast<int>(width), MPI_FLOAT, &raw), "MPI_Type_contiguous");
-  const Datatype row(raw);
-
-  // Send: one indexed datatype per destination picks its rows in place (no packing buffer).
-  // Receive: one datatype per source places its block at a 64-bit byte offset (Alltoallw's own
-  // displacements are ints).
-  std::vector<Datatype> send_types(P), recv_types(P);
-  std::vector<MPI_Datatype> stypes(P, row.get()), rtypes(P, row.get());
-  std::vector<int> scounts(P, 0), rcounts(P, 0), displs(P, 0);
-  MPI_Aint offset = 0;
-  for (std::size_t t = 0; t < P; ++t) {
-    if (!send_rows[t].empty()) {
-      if (send_rows[t].size() > static_cast<std::size_t>(INT_MAX))
-        throw run_error("row exchange: more than {} rows for one rank", INT_MAX);
-      check_mpi(MPI_Type_create_indexed_block(static_cast<int>(send_rows[t].size()), 1,
-                                              send_rows[t].data(), row.get(), &raw),
-                "MPI_Type_create_indexed_block");
-      send_types[t] = Datatype(raw);
-      stypes[t] = send_types[t].get();
-      scounts[t] = 1;
-    }
-    if (recv_counts[t] > 0) {
-      if (recv_counts[t] > INT_MAX) throw run_error("row exchange: more than {} rows from one rank", INT_MAX);
-      const int count = static_cast<int>(recv_counts[t]);
-      check_mpi(MPI_Type_create_hindexed(1, &count, &offset, row.get(), &raw), "MPI_Type_create_hindexed");
-      recv_types[t] = Datatype(raw);
-      rtypes[t] = recv_types[t].get();
-      rcounts[t] = 1;
-      offset += static_cast<MPI_Aint>(recv_counts[t]) * static_cast<MPI_Aint>(width * sizeof(float));
-    }
-  }
+  MDN_CHECK(P * room < static_cast<std::size_t>(INT_MAX));
+  std::vector<std::uint64_t> out(send_bytes, send_bytes + P), in(P, 0);
   MPI_Request req;
-  check_mpi(MPI_Ialltoallw(send, scounts.data(), displs.data(), stypes.data(), recv, rcounts.data(),
-                           displs.data(), rtypes.data(), comm_, &req),
-            "MPI_Ialltoallw");
-  wait(req, "MPI_Ialltoallw");
+  check_mpi(MPI_Ialltoall(out.data(), 1, MPI_UINT64_T, in.data(), 1, MPI_UINT64_T, comm_, &req), "MPI_Ialltoall");
+  wait(req, "MPI_Ialltoall");
+  std::vector<int> scounts(P), rcounts(P), displs(P);
+  for (std::size_t t = 0; t < P; ++t) {
+    MDN_CHECK(out[t] <= room && in[t] <= room);
+    scounts[t] = static_cast<int>(out[t]);
+    rcounts[t] = static_cast<int>(in[t]);
+    displs[t] = static_cast<int>(t * room);
+    recv_bytes[t] = in[t];
+  }
+  check_mpi(MPI_Ialltoallv(send, scounts.data(), displs.data(), MPI_BYTE, recv, rcounts.data(), displs.data(),
+                           MPI_BYTE, comm_, &req),
+            "MPI_Ialltoallv");
+  wait(req, "MPI_Ialltoallv");
 }
 
 std::vector<char> MpiComm::gather(const void* data, std::size_t bytes, int root) {

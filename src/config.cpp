@@ -176,20 +176,59 @@ KeySpec text(std::string key, Field<std::string> f, bool required, std::string d
           }};
 }
 
-KeySpec optional_text(std::string key, Field<std::optional<std::string>> f, std::string doc) {
-  return {key, "string or null", "non-empty", std::move(doc),
+/// A file list: one path or pattern, or a list of them.
+std::vector<std::string> to_file_list(const Node& n) {
+  std::vector<std::string> v;
+  if (n.IsSequence()) {
+    if (n.size() == 0) bad("must name at least one file");
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      std::string e;
+      try {
+        e = to_text(n[i]);
+      } catch (const std::invalid_argument& err) {
+        bad(fmt::format("element {}: {}", i, err.what()));
+      }
+      if (e.empty()) bad(fmt::format("element {}: must not be empty", i));
+      v.push_back(std::move(e));
+    }
+    return v;
+  }
+  auto e = to_text(n);
+  if (e.empty()) bad("must not be empty");
+  v.push_back(std::move(e));
+  return v;
+}
+
+std::string file_list_text(const std::vector<std::string>& v) {
+  if (v.size() == 1) return quote(v.front());
+  YAML::Emitter e;  // quotes what a flow sequence cannot hold plain ("part-[ab].h5")
+  e << YAML::Flow << YAML::BeginSeq;
+  for (const auto& f : v) e << f;
+  e << YAML::EndSeq;
+  return e.c_str();
+}
+
+KeySpec files(std::string key, Field<std::vector<std::string>> f, std::string doc) {
+  return {key, "string or list of strings", "required; paths and glob patterns", std::move(doc),
+          [=](Config& c, const Node& n) { f(c) = to_file_list(n); },
+          [=](const Config& c) {
+            const auto& v = f(const_cast<Config&>(c));
+            return v.empty() ? std::string("null") : file_list_text(v);
+          }};
+}
+
+KeySpec optional_files(std::string key, Field<std::optional<std::vector<std::string>>> f, std::string doc) {
+  return {key, "string, list of strings or null", "paths and glob patterns", std::move(doc),
           [=](Config& c, const Node& n) {
             if (is_null(n)) {
               f(c).reset();
               return;
             }
-            auto v = to_text(n);
-            if (v.empty()) bad("must not be empty (use null for none)");
-            f(c) = std::move(v);
+            f(c) = to_file_list(n);
           },
           [=](const Config& c) {
             const auto& v = f(const_cast<Config&>(c));
-            return v ? quote(*v) : std::string("null");
+            return v ? file_list_text(*v) : std::string("null");
           }};
 }
 
@@ -302,10 +341,11 @@ std::vector<KeySpec> build_keys() {
                },
                [](const Config& c) { return std::string(c.run.cpu ? to_string(*c.run.cpu) : "auto"); }});
   // data
-  k.push_back(text("data.train", [](Config& c) -> std::string& { return c.data.train; }, true,
-                   "HDF5 file with the training rows."));
-  k.push_back(optional_text("data.valid", [](Config& c) -> std::optional<std::string>& { return c.data.valid; },
-                            "HDF5 file with validation rows, evaluated after every epoch; null for none."));
+  k.push_back(files("data.train", [](Config& c) -> std::vector<std::string>& { return c.data.train; },
+                    "HDF5 file(s) with the training rows: a path, a glob pattern, or a list of them; the rows of "
+                    "all files in order (a pattern's matches sorted), as if concatenated."));
+  k.push_back(optional_files("data.valid", [](Config& c) -> std::optional<std::vector<std::string>>& { return c.data.valid; },
+                             "HDF5 file(s) with validation rows, evaluated after every epoch, as data.train; null for none."));
   k.push_back(text("data.x", [](Config& c) -> std::string& { return c.data.x; }, false,
                    "Dataset of inputs, (N, D) or (N,), float32 or float64."));
   k.push_back(text("data.y", [](Config& c) -> std::string& { return c.data.y; }, false,

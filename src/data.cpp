@@ -1,10 +1,12 @@
 #include "mdn/data.hpp"
 
 #include <hdf5.h>
+#include <glob.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 
@@ -13,6 +15,7 @@
 #include "mdn/exact.hpp"
 #include "mdn/h5.hpp"
 #include "mdn/random.hpp"
+#include "mdn/shuffle.hpp"
 
 namespace mdn {
 
@@ -70,6 +73,7 @@ DatasetInfo describe_dataset(hid_t file, const std::string& path, const std::str
   d.rows = static_cast<Index>(dims[0]);
   d.cols = static_cast<Index>(dims[1]);
   d.storage = h5::dataset_storage(ds, cannot, Exit::input);
+  d.chunk_rows = static_cast<Index>(h5::chunk_rows(ds, cannot, Exit::input));
   return d;
 }
 
@@ -94,33 +98,18 @@ void read_dataset_into(hid_t file, const DatasetInfo& d, RowRange range, hid_t m
   ++reads;
 }
 
-void read_dataset(hid_t file, const DatasetInfo& d, RowRange range, Eigen::MatrixXd& out,
-                  const std::string& path, int& reads) {
-  out.resize(d.cols, range.size());
-  read_dataset_into(file, d, range, H5T_NATIVE_DOUBLE, out.data(), static_cast<hsize_t>(d.cols), 0, path, reads);
-}
-
 /// A node cannot hold the rows: refuse before allocating (a hostile header must not make mdn try).
-void check_memory(const DataFileInfo& file, RowRange range, double bytes_per_value) {
-  const double need = static_cast<double>(range.size()) * static_cast<double>(file.x.cols + file.y.cols) * bytes_per_value;
+void check_memory(const DataSet& data, Index rows) {
+  const double need = static_cast<double>(rows) * static_cast<double>(data.x_cols() + data.y_cols()) * 4.0;
   const double have = physical_memory_bytes();
   if (need > 0.8 * have)
-    throw input_error("'{}': reading {} rows of {} + {} columns needs {:.1f} GiB on this rank; the node "
-                      "has {:.1f} GiB (use more ranks or nodes)",
-                      file.path, range.size(), file.x.cols, file.y.cols, need / (1 << 30), have / (1 << 30));
+    throw input_error("'{}': reading {} rows of {} + {} columns needs {:.1f} GiB on this rank; the node has {:.1f} GiB "
+                      "(use more ranks or nodes)",
+                      data.files.front().path, rows, data.x_cols(), data.y_cols(), need / (1 << 30), have / (1 << 30));
 }
 
-Index first_bad_column(const Eigen::MatrixXd& m) {
-  for (Index j = 0; j < m.cols(); ++j)
-    if (!m.col(j).allFinite()) return j;
-  return -1;
-}
-
-}  // namespace
-
-DataFileInfo inspect_data(const std::string& path, const std::string& x_name, const std::string& y_name,
-                          const std::string& what, const std::string& x_origin, const std::string& y_origin) {
-  h5::quiet();
+/// `path` names an existing file that is not a directory.
+void require_file(const std::string& path, const std::string& what) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const auto status = fs::status(path, ec);
@@ -129,6 +118,14 @@ DataFileInfo inspect_data(const std::string& path, const std::string& x_name, co
                       fs::path(path).is_relative() ? fmt::format(" (in the working directory '{}')", fs::current_path(ec).string())
                                                    : "");
   if (fs::is_directory(status)) throw input_error("{}: '{}' is a directory, not an HDF5 file", what, path);
+}
+
+}  // namespace
+
+DataFileInfo inspect_data(const std::string& path, const std::string& x_name, const std::string& y_name,
+                          const std::string& what, const std::string& x_origin, const std::string& y_origin) {
+  h5::quiet();
+  require_file(path, what);
   if (!h5::is_hdf5(path)) throw input_error("{}: '{}' is not an HDF5 file (or cannot be read)", what, path);
   const h5::Handle file = h5::open_file(path, fmt::format("{}: cannot open '{}'", what, path), Exit::input);
   DataFileInfo info;
@@ -158,26 +155,6 @@ RowRange block_shard_of(Index N, Index block, int P, int r) {
   return {std::min(N, b0 * block), std::min(N, b1 * block)};
 }
 
-RawRows read_rows(const DataFileInfo& file, RowRange range) {
-  check_memory(file, range, 8.0 + 4.0);
-  h5::quiet();
-  const h5::Handle h = h5::open_file(file.path, fmt::format("cannot open '{}'", file.path), Exit::input);
-  RawRows raw;
-  read_dataset(h.get(), file.x, range, raw.x, file.path, raw.hyperslab_reads);
-  if (!file.y.name.empty()) read_dataset(h.get(), file.y, range, raw.y, file.path, raw.hyperslab_reads);
-  else raw.y.resize(0, range.size());
-  const Index bx = first_bad_column(raw.x);
-  const Index by = first_bad_column(raw.y);
-  if (bx >= 0 && (by < 0 || bx <= by)) {
-    raw.bad_row = range.begin + bx;
-    raw.bad_dataset = file.x.name;
-  } else if (by >= 0) {
-    raw.bad_row = range.begin + by;
-    raw.bad_dataset = file.y.name;
-  }
-  return raw;
-}
-
 Normalization Normalization::identity(Index D, Index L) {
   Normalization n;
   n.x_mean = Eigen::VectorXd::Zero(D);
@@ -194,190 +171,324 @@ double Normalization::log_det_y() const {
   return sum;
 }
 
-namespace {
-
-/// Mean and population std of value(f, j), f < F, over the N samples of all ranks (exact sums);
-/// a constant column gets std 1.
-template <class Value>
-void column_stats(Index F, Index n, const Value& value, Index N, Comm& comm, Eigen::VectorXd& mean,
-                  Eigen::VectorXd& stddev) {
-  const auto sums = exact_sums_of(F, n, value, comm);
-  mean = Eigen::Map<const Eigen::VectorXd>(sums.data(), F) / static_cast<double>(N);
-  const auto sq = exact_sums_of(F, n, [&](Index f, Index j) {
-    const double d = static_cast<double>(value(f, j)) - mean(f);
-    return d * d;
-  }, comm);
-  stddev.resize(F);
-  for (Index f = 0; f < F; ++f) {
-    const double var = sq[static_cast<std::size_t>(f)] / static_cast<double>(N);
-    stddev(f) = var > 0 ? std::sqrt(var) : 1.0;
+std::vector<std::string> resolve_files(const std::vector<std::string>& entries, const std::string& what) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> files;
+  std::vector<std::pair<std::string, std::string>> seen;  // canonical path, the name given
+  const auto add = [&](const std::string& path, const std::string& entry) {
+    require_file(path, what);
+    std::error_code ec;
+    const std::string canonical = fs::weakly_canonical(fs::absolute(path), ec).string();
+    for (const auto& [c, name] : seen)
+      if (c == canonical)
+        throw input_error("{}: '{}' is named twice ({}{})", what, path,
+                          name == path ? "" : fmt::format("also as '{}'", name),
+                          entry == path ? "" : fmt::format("{}matched by '{}'", name == path ? "" : "; ", entry));
+    seen.emplace_back(canonical, path);
+    files.push_back(path);
+  };
+  for (const auto& entry : entries) {
+    if (entry.find_first_of("*?[") == std::string::npos) {
+      add(entry, entry);
+      continue;
+    }
+    glob_t g{};
+    const int rc = glob(entry.c_str(), GLOB_ERR, nullptr, &g);
+    std::vector<std::string> matches(g.gl_pathv, g.gl_pathv + (rc == 0 ? g.gl_pathc : 0));
+    globfree(&g);
+    if (rc == GLOB_NOMATCH || (rc == 0 && matches.empty()))
+      throw input_error("{}: the pattern '{}' matches no file", what, entry);
+    if (rc != 0) throw input_error("{}: cannot expand the pattern '{}' (a directory cannot be read)", what, entry);
+    std::sort(matches.begin(), matches.end());  // bytewise: char_traits<char> compares as unsigned char
+    for (const auto& m : matches) add(m, entry);
   }
+  if (files.empty()) throw input_error("{}: no file given", what);
+  return files;
 }
 
+std::size_t DataSet::file_of(Index row) const {
+  return static_cast<std::size_t>(std::upper_bound(first.begin(), first.end(), row) - first.begin()) - 1;
+}
+
+std::vector<std::pair<std::string, std::int64_t>> DataSet::recorded() const {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  for (const auto& f : files) {
+    std::error_code ec;
+    const auto p = std::filesystem::weakly_canonical(std::filesystem::absolute(f.path), ec);
+    out.emplace_back(ec ? f.path : p.string(), f.x.rows);
+  }
+  return out;
+}
+
+DataSet inspect_dataset(const std::vector<std::string>& entries, const std::string& x_name, const std::string& y_name,
+                        const std::string& what, const std::string& x_origin, const std::string& y_origin) {
+  DataSet d;
+  for (const auto& path : resolve_files(entries, what)) {
+    DataFileInfo f = inspect_data(path, x_name, y_name, what, x_origin, y_origin);
+    if (!d.files.empty()) {
+      const DataFileInfo& a = d.files.front();
+      if (f.x.cols != a.x.cols || f.y.cols != a.y.cols)
+        throw input_error("{}: '{}' has {} inputs and {} outputs, but '{}' (the first file) has {} and {}", what, path,
+                          f.x.cols, f.y.cols, a.path, a.x.cols, a.y.cols);
+    }
+    d.first.push_back(d.rows);
+    d.rows += f.x.rows;
+    d.files.push_back(std::move(f));
+  }
+  return d;
+}
+
+DataSet one_file(const DataFileInfo& file) {
+  DataSet d;
+  d.files = {file};
+  d.first = {0};
+  d.rows = file.x.rows;
+  return d;
+}
+
+namespace {
+
 /// Settles the first non-finite row over all ranks: one error on every rank naming it.
-void settle_bad_row(Index bad_row, const std::string& bad_dataset, const DataFileInfo& file, Comm& comm) {
+void settle_bad_row(Index bad_row, const std::string& bad_dataset, const DataSet& data, Comm& comm) {
   const std::int64_t bad = comm.min<std::int64_t>(bad_row < 0 ? std::numeric_limits<std::int64_t>::max() : bad_row);
   if (bad == std::numeric_limits<std::int64_t>::max()) return;
   // The rank holding the first bad row names its dataset.
   std::string dataset = bad_row == bad ? bad_dataset : std::string();
-  comm.broadcast(dataset, owner_of(bad, file.x.rows, comm.size()));
+  comm.broadcast(dataset, owner_of(bad, data.rows, comm.size()));
+  const std::size_t f = data.file_of(bad);
+  const Index local = bad - data.first[f];
   throw Error(Exit::input,
-              fmt::format("'{}': dataset '{}' has a NaN or Inf in row {} (the first such row)", file.path,
-                          dataset, bad),
+              fmt::format("'{}': dataset '{}' has a NaN or Inf in row {} (the first such row{})", data.files[f].path,
+                          dataset, local, data.files.size() > 1 ? fmt::format("; row {} of the dataset's {} files", bad, data.files.size()) : ""),
               true);
 }
 
-/// float32 files: rows read straight into the (D + L, n) float array (no double copy), statistics
-/// from the float values (exactly as from doubles: float-to-double is exact), normalised in place.
-Mat<float> read_shard_float(const DataFileInfo& file, RowRange range, Comm& comm, const Normalization* norm,
-                            Normalization* computed) {
-  const Index D = file.x.cols, L = file.y.name.empty() ? 0 : file.y.cols, n = range.size();
-  Mat<float> out;
-  Index bad_row = -1;
-  std::string bad_dataset;
-  comm.collectively([&] {
-    check_memory(file, range, 4.0);
-    out.resize(D + L, n);
-    h5::quiet();
-    const h5::Handle h = h5::open_file(file.path, fmt::format("cannot open '{}'", file.path), Exit::input);
-    int reads = 0;
-    const auto width = static_cast<hsize_t>(D + L);
-    read_dataset_into(h.get(), file.x, range, H5T_NATIVE_FLOAT, out.data(), width, 0, file.path, reads);
-    if (L > 0) read_dataset_into(h.get(), file.y, range, H5T_NATIVE_FLOAT, out.data(), width, static_cast<hsize_t>(D), file.path, reads);
-    for (Index j = 0; j < n && bad_row < 0; ++j) {
-      if (!out.col(j).allFinite()) {
-        bad_row = range.begin + j;
-        bad_dataset = out.col(j).head(D).allFinite() ? file.y.name : file.x.name;
-      }
-    }
-  });
-  settle_bad_row(bad_row, bad_dataset, file, comm);
-  Normalization stats;
-  if (computed != nullptr) {
-    const Index N = comm.sum<std::int64_t>(n);
-    stats.enabled = true;
-    column_stats(D, n, [&](Index f, Index j) { return out(f, j); }, N, comm, stats.x_mean, stats.x_std);
-    column_stats(L, n, [&](Index f, Index j) { return out(D + f, j); }, N, comm, stats.y_mean, stats.y_std);
-    *computed = stats;
-    norm = &stats;
+/// One dataset (x or y) of one file within a shard: file rows [begin, end) go to the shard's
+/// columns from `column`, array rows [row, row + cols).
+struct Piece {
+  const DataFileInfo* file;
+  const DatasetInfo* d;
+  Index begin, end, column, row;
+};
+
+/// Reads a float64 piece in slabs of whole chunks (so that no chunk is read twice) into a double
+/// buffer, and hands each slab (cols x rows, column-major) to `use` with its first shard column.
+template <class Use>
+void for_each_slab(const Piece& p, std::int64_t& bytes, const Use& use) {
+  const Index cols = p.d->cols;
+  Index slab = std::max<Index>(1, (Index{1} << 19) / cols);  // 4 MiB of doubles
+  if (p.d->chunk_rows > 0) slab = std::max<Index>(1, slab / p.d->chunk_rows) * p.d->chunk_rows;
+  std::vector<double> buffer(static_cast<std::size_t>(std::min(slab, p.end - p.begin) * cols));
+  const std::string what = fmt::format("'{}': reading rows {}..{} of dataset '{}'", p.file->path, p.begin, p.end, p.d->name);
+  const h5::Handle h = h5::open_file(p.file->path, what, Exit::input);
+  const h5::Handle ds = h5::open_dataset(h.get(), p.d->name, what, Exit::input);
+  for (Index a = p.begin; a < p.end;) {
+    // Slabs end on chunk boundaries of the file.
+    const Index b = std::min(p.end, p.d->chunk_rows > 0 ? (a / slab + 1) * slab : a + slab);
+    h5::read_rows(ds, H5T_NATIVE_DOUBLE, static_cast<hsize_t>(a), static_cast<hsize_t>(b - a),
+                  static_cast<hsize_t>(cols), buffer.data(), static_cast<hsize_t>(cols), 0, what, Exit::input);
+    bytes += (b - a) * cols * 8;
+    use(buffer.data(), p.column + (a - p.begin), b - a);
+    a = b;
   }
-  if (norm != nullptr && norm->enabled) {
-    for (Index j = 0; j < n; ++j) {
-      for (Index f = 0; f < D; ++f)
-        out(f, j) = static_cast<float>((static_cast<double>(out(f, j)) - norm->x_mean(f)) / norm->x_std(f));
-      for (Index f = 0; f < L; ++f)
-        out(D + f, j) = static_cast<float>((static_cast<double>(out(D + f, j)) - norm->y_mean(f)) / norm->y_std(f));
-    }
-  }
-  return out;
 }
 
 }  // namespace
 
-Normalization compute_normalization(const RawRows& rows, Comm& comm) {
-  const Index N = comm.sum<std::int64_t>(rows.x.cols());
-  Normalization n;
-  n.enabled = true;
-  column_stats(rows.x.rows(), rows.x.cols(), [&](Index f, Index j) { return rows.x(f, j); }, N, comm, n.x_mean, n.x_std);
-  column_stats(rows.y.rows(), rows.y.cols(), [&](Index f, Index j) { return rows.y(f, j); }, N, comm, n.y_mean, n.y_std);
-  return n;
-}
+Mat<float> read_shard(const DataSet& data, RowRange range, Comm& comm, const Normalization* norm,
+                      Normalization* computed, ReadStats* stats) {
+  const Index D = data.x_cols(), L = data.y_cols(), W = D + L, n = range.size();
+  ReadStats local_stats;
+  ReadStats& st = stats != nullptr ? *stats : local_stats;
+  st = ReadStats{};
+  // The pieces of the shard: per file and dataset.
+  std::vector<Piece> pieces;
+  for (std::size_t f = 0; f < data.files.size(); ++f) {
+    const Index a = std::max(range.begin, data.first[f]);
+    const Index b = std::min(range.end, data.first[f] + data.files[f].x.rows);
+    if (a >= b) continue;
+    const DataFileInfo& file = data.files[f];
+    pieces.push_back({&file, &file.x, a - data.first[f], b - data.first[f], a - range.begin, 0});
+    if (L > 0) pieces.push_back({&file, &file.y, a - data.first[f], b - data.first[f], a - range.begin, D});
+  }
+  const bool computing = computed != nullptr;
+  if (computing) norm = nullptr;
+  const bool normalising_now = norm != nullptr && norm->enabled;
+  const auto normalise_into = [&](const double* v, Index cols, Index row0, float* out_col, const Normalization& nm) {
+    const Eigen::VectorXd& mean = row0 == 0 ? nm.x_mean : nm.y_mean;
+    const Eigen::VectorXd& sd = row0 == 0 ? nm.x_std : nm.y_std;
+    for (Index c = 0; c < cols; ++c) out_col[c] = static_cast<float>((v[c] - mean(c)) / sd(c));
+  };
 
-Mat<float> read_shard(const DataFileInfo& file, RowRange range, Comm& comm,
-                      const Normalization* norm, Normalization* computed) {
-  if (file.x.bytes == 4 && (file.y.name.empty() || file.y.bytes == 4))
-    return read_shard_float(file, range, comm, norm, computed);
-  RawRows raw;
-  comm.collectively([&] { raw = read_rows(file, range); });
-  settle_bad_row(raw.bad_row, raw.bad_dataset, file, comm);
-  Normalization stats;
-  if (computed != nullptr) {
-    stats = compute_normalization(raw, comm);
-    *computed = stats;
-    norm = &stats;
+  Mat<float> out;
+  ExactMoments moments(computing ? W : 0);
+  Index bad_row = -1;
+  std::string bad_dataset;
+  const auto note_bad = [&](Index column, const DatasetInfo& d) {
+    if (bad_row < 0 || range.begin + column < bad_row) {
+      bad_row = range.begin + column;
+      bad_dataset = d.name;
+    }
+  };
+  comm.collectively([&] {
+    check_memory(data, n);
+    out.resize(W, n);
+    h5::quiet();
+    for (const Piece& p : pieces) {
+      const std::string what = fmt::format("'{}': reading rows {}..{} of dataset '{}'", p.file->path, p.begin, p.end, p.d->name);
+      if (p.d->bytes == 4) {  // straight into the array
+        const h5::Handle h = h5::open_file(p.file->path, what, Exit::input);
+        int reads = 0;
+        read_dataset_into(h.get(), *p.d, {p.begin, p.end}, H5T_NATIVE_FLOAT, out.col(p.column).data(),
+                          static_cast<hsize_t>(W), static_cast<hsize_t>(p.row), p.file->path, reads);
+        st.bytes += (p.end - p.begin) * p.d->cols * 4;
+        for (Index j = p.column; j < p.column + (p.end - p.begin); ++j) {
+          if (!out.col(j).segment(p.row, p.d->cols).allFinite()) {
+            note_bad(j, *p.d);
+            break;
+          }
+        }
+        continue;
+      }
+      // float64: statistics from the doubles (a second pass normalises), or normalised now.
+      for_each_slab(p, st.bytes, [&](const double* v, Index column, Index rows) {
+        const Index cols = p.d->cols;
+        for (Index j = 0; j < rows; ++j) {
+          const double* row = v + j * cols;
+          bool finite = true;
+          for (Index c = 0; c < cols; ++c) finite &= std::isfinite(row[c]);
+          if (!finite) {
+            note_bad(column + j, *p.d);
+            return;
+          }
+          float* dst = out.col(column + j).data() + p.row;
+          if (computing) {
+            for (Index c = 0; c < cols; ++c) moments.add(p.row + c, row[c]);
+          } else if (normalising_now) {
+            normalise_into(row, cols, p.row, dst, *norm);
+          } else {
+            for (Index c = 0; c < cols; ++c) dst[c] = static_cast<float>(row[c]);
+          }
+        }
+      });
+    }
+  });
+  settle_bad_row(bad_row, bad_dataset, data, comm);
+
+  Normalization found;
+  if (computing) {
+    for (const Piece& p : pieces)
+      if (p.d->bytes == 4)
+        for (Index j = p.column; j < p.column + (p.end - p.begin); ++j)
+          for (Index c = 0; c < p.d->cols; ++c) moments.add(p.row + c, static_cast<double>(out(p.row + c, j)));
+    Eigen::VectorXd mean, sd;
+    moments.finish(comm.sum<std::int64_t>(n), comm, mean, sd);
+    found.enabled = true;
+    found.x_mean = mean.head(D);
+    found.x_std = sd.head(D);
+    found.y_mean = mean.tail(L);
+    found.y_std = sd.tail(L);
+    *computed = found;
+    norm = &found;
   }
-  const Index D = raw.x.rows();
-  const Index L = raw.y.rows();
-  Mat<float> out(D + L, range.size());
-  if (norm != nullptr && norm->enabled) {
-    out.topRows(D) = ((raw.x.colwise() - norm->x_mean).array().colwise() / norm->x_std.array()).cast<float>();
-    if (L > 0)
-      out.bottomRows(L) = ((raw.y.colwise() - norm->y_mean).array().colwise() / norm->y_std.array()).cast<float>();
-  } else {
-    out.topRows(D) = raw.x.cast<float>();
-    out.bottomRows(L) = raw.y.cast<float>();
-  }
+  if (norm == nullptr || !norm->enabled) return out;
+  // float32 pieces in place; float64 ones normalised now if their statistics were just computed.
+  comm.collectively([&] {
+    for (const Piece& p : pieces) {
+      if (p.d->bytes == 4) {
+        std::vector<double> row(static_cast<std::size_t>(p.d->cols));
+        for (Index j = p.column; j < p.column + (p.end - p.begin); ++j) {
+          float* col = out.col(j).data() + p.row;
+          for (Index c = 0; c < p.d->cols; ++c) row[static_cast<std::size_t>(c)] = static_cast<double>(col[c]);
+          normalise_into(row.data(), p.d->cols, p.row, col, *norm);
+        }
+      } else if (computing) {
+        st.passes = 2;
+        for_each_slab(p, st.bytes, [&](const double* v, Index column, Index rows) {
+          for (Index j = 0; j < rows; ++j)
+            normalise_into(v + j * p.d->cols, p.d->cols, p.row, out.col(column + j).data() + p.row, *norm);
+        });
+      }
+    }
+  });
   return out;
-}
-
-std::vector<std::int64_t> epoch_permutation(Index N, std::uint64_t seed, std::int64_t epoch) {
-  std::vector<std::int64_t> perm(static_cast<std::size_t>(N));
-  for (Index i = 0; i < N; ++i) perm[static_cast<std::size_t>(i)] = i;
-  rng::Sequence r(seed, rng::kPermutation + static_cast<std::uint64_t>(epoch));
-  for (Index i = N - 1; i > 0; --i)
-    std::swap(perm[static_cast<std::size_t>(i)], perm[r.below(static_cast<std::uint64_t>(i) + 1)]);
-  return perm;
 }
 
 TrainData::TrainData(Comm& comm, Mat<float> shard, RowRange range, Index input_dim,
                      Index output_dim, const BatchSpec& spec)
     : comm_(comm), shard_(std::move(shard)), range_(range), D_(input_dim), L_(output_dim), spec_(spec) {
-  // At most ceil(N/P) + m rows arrive per epoch (README, "Input data"): allocate that once.
-  const Index P = comm.size();
-  received_.resize(D_ + L_, (spec_.rows + P - 1) / P + spec_.micro);
+  // Micro-batch g holds positions [g m, ...) of the epoch's rows in use (m divides B, so only the
+  // epoch's last micro-batch is short) and belongs to rank g mod P, as its (g / P)-th: its rows
+  // go to columns [(g / P) m, ...) of rows_.
+  const Index P = comm.size(), me = comm.rank(), m = spec_.micro;
+  const Index G = spec_.micro_batches_per_epoch();
+  const Index mine = G > me ? (G - me + P - 1) / P : 0;
+  MDN_CHECK(mine * m < (Index{1} << 32));  // columns travel as 32-bit numbers
+  rows_.resize(D_ + L_, mine * m);
   by_batch_.resize(static_cast<std::size_t>(spec_.batches_per_epoch()));
+  const Index per_batch = spec_.batch / m;
+  for (Index g = me; g < G; g += P) {
+    const Index b = g / per_batch, j = g % per_batch;
+    by_batch_[static_cast<std::size_t>(b)].push_back({b, j, g, std::min(m, spec_.batch_rows(b) - j * m), g / P * m});
+  }
+  // A round sends at most 8 MiB of rows to all ranks together (and receives as much).
+  const Index record = (D_ + L_ + 1) * Index{sizeof(float)};
+  round_records_ = std::max<Index>(1, std::min<Index>((8 << 20) / (record * P), (1 << 30) / (record * P)));
 }
 
 void TrainData::start_epoch(std::int64_t epoch) {
   const int P = comm_.size();
   const int me = comm_.rank();
-  const Index N = spec_.rows;
-  const Index B = spec_.batch;
-  const Index m = spec_.micro;
-  const Index per_batch = B / m;
-  const auto perm = epoch_permutation(N, spec_.seed, epoch);
-  const Index used = spec_.rows_per_epoch();
-
-  std::vector<std::vector<std::int32_t>> send(static_cast<std::size_t>(P));
-  std::vector<std::int64_t> counts(static_cast<std::size_t>(P), 0);
-  std::vector<std::pair<int, Index>> need;  // (source rank, index within its block), in order
-  for (auto& v : by_batch_) v.clear();
-  for (Index pos = 0; pos < used; ++pos) {
-    const Index row = perm[static_cast<std::size_t>(pos)];
-    const Index b = pos / B;
-    const Index j = (pos % B) / m;
-    const Index g = b * per_batch + j;
-    const int dest = static_cast<int>(g % P);
-    const int src = owner_of(row, N, P);
-    if (src == me) send[static_cast<std::size_t>(dest)].push_back(static_cast<std::int32_t>(row - range_.begin));
-    if (dest == me) {
-      auto& list = by_batch_[static_cast<std::size_t>(b)];
-      if (list.empty() || list.back().index != j) {
-        list.push_back({b, j, g, 0, static_cast<Index>(need.size())});
+  const Index W = D_ + L_, B = spec_.batch, m = spec_.micro, per_batch = B / m;
+  const Index used = spec_.rows_per_epoch(), n = shard_.cols();
+  const IndexShuffle order(static_cast<std::uint64_t>(spec_.rows), spec_.seed,
+                           rng::kPermutation + static_cast<std::uint64_t>(epoch));
+  // A record: the row's W floats, then its column at the receiver (as 4 bytes).
+  const Index record = (W + 1) * Index{sizeof(float)};
+  const Index cap = round_records_;
+  const auto room = static_cast<std::size_t>(cap * record);
+  std::vector<char> send(P > 1 ? room * static_cast<std::size_t>(P) : 0), recv(send.size());
+  std::vector<std::size_t> sent(static_cast<std::size_t>(P)), got(static_cast<std::size_t>(P));
+  std::vector<Index> fill(static_cast<std::size_t>(P));
+  Index i = 0;
+  rounds_ = 0;
+  for (;;) {
+    std::fill(fill.begin(), fill.end(), 0);
+    for (; i < n; ++i) {
+      const auto pos = static_cast<Index>(order.inverse(static_cast<std::uint64_t>(range_.begin + i)));
+      if (pos >= used) continue;  // dropped by train.drop_last
+      const Index g = pos / B * per_batch + pos % B / m;
+      const auto dest = static_cast<std::size_t>(g % P);
+      const auto col = static_cast<std::uint32_t>(g / P * m + pos % m);
+      if (static_cast<int>(dest) == me) {
+        rows_.col(col) = shard_.col(i);
+        continue;
       }
-      ++list.back().rows;
-      need.emplace_back(src, counts[static_cast<std::size_t>(src)]++);
+      if (fill[dest] == cap) break;  // this destination's block is full: exchange first
+      char* at = send.data() + dest * room + static_cast<std::size_t>(fill[dest]++ * record);
+      std::memcpy(at, shard_.col(i).data(), static_cast<std::size_t>(W) * sizeof(float));
+      std::memcpy(at + W * sizeof(float), &col, sizeof(col));
     }
+    if (P == 1) break;
+    for (int t = 0; t < P; ++t) sent[static_cast<std::size_t>(t)] = static_cast<std::size_t>(fill[static_cast<std::size_t>(t)] * record);
+    comm_.exchange_blocks(send.data(), sent.data(), recv.data(), got.data(), room);
+    ++rounds_;
+    for (int s = 0; s < P; ++s) {
+      const char* block = recv.data() + static_cast<std::size_t>(s) * room;
+      for (std::size_t at = 0; at < got[static_cast<std::size_t>(s)]; at += static_cast<std::size_t>(record)) {
+        std::uint32_t col = 0;
+        std::memcpy(&col, block + at + W * sizeof(float), sizeof(col));
+        MDN_CHECK(col < rows_.cols());
+        std::memcpy(rows_.col(col).data(), block + at, static_cast<std::size_t>(W) * sizeof(float));
+      }
+    }
+    if (comm_.max<std::int64_t>(n - i) == 0) break;
   }
-  const Index total = static_cast<Index>(need.size());
-  MDN_CHECK(total <= received_.cols());
-  std::vector<Index> first(static_cast<std::size_t>(P), 0);
-  for (int s = 1; s < P; ++s)
-    first[static_cast<std::size_t>(s)] = first[static_cast<std::size_t>(s - 1)] + counts[static_cast<std::size_t>(s - 1)];
-  order_.resize(need.size());
-  for (std::size_t k = 0; k < need.size(); ++k)
-    order_[k] = first[static_cast<std::size_t>(need[k].first)] + need[k].second;
-
-  comm_.exchange_rows(shard_.data(), static_cast<std::size_t>(D_ + L_), send, received_.data(), counts);
-  max_held_ = std::max(max_held_, shard_.cols() + total);
 }
 
 void TrainData::load(const Micro& mb, Eigen::Ref<Mat<float>> x, Eigen::Ref<Mat<float>> y) const {
-  for (Index k = 0; k < mb.rows; ++k) {
-    const Index col = order_[static_cast<std::size_t>(mb.first + k)];
-    x.col(k) = received_.col(col).head(D_);
-    y.col(k) = received_.col(col).tail(L_);
-  }
+  x.leftCols(mb.rows) = rows_.block(0, mb.first, D_, mb.rows);
+  y.leftCols(mb.rows) = rows_.block(D_, mb.first, L_, mb.rows);
 }
 
 }  // namespace mdn

@@ -256,6 +256,14 @@ std::string dataset_storage(const Handle& dataset, std::string_view what, Exit c
   return storage;
 }
 
+hsize_t chunk_rows(const Handle& dataset, std::string_view what, Exit code) {
+  const Handle dcpl = checked(H5Dget_create_plist(dataset.get()), what, code);
+  if (check(H5Pget_layout(dcpl.get()), what, code) != H5D_CHUNKED) return 0;
+  hsize_t dims[H5S_MAX_RANK] = {0};
+  check(H5Pget_chunk(dcpl.get(), H5S_MAX_RANK, dims), what, code);
+  return dims[0];
+}
+
 void read_attribute(const Handle& attribute, hid_t mem_type, void* out, std::string_view what, Exit code) {
   check(H5Aread(attribute.get(), mem_type, out), what, code);
 }

@@ -50,27 +50,41 @@ Model load_model(const std::string& path, const std::string& cpu, Comm& comm) {
   return m;
 }
 
+/// A file list as given ("a.h5", or "a.h5, b*.h5").
+std::string files_text(const std::vector<std::string>& files) {
+  std::string s;
+  for (const auto& f : files) s += (s.empty() ? "" : ", ") + f;
+  return s;
+}
+
+json files_json(const std::vector<std::pair<std::string, std::int64_t>>& files) {
+  json a = json::array();
+  for (const auto& [path, rows] : files) a.push_back({{"path", path}, {"rows", rows}});
+  return a;
+}
+
 /// This rank's block-aligned rows of `path`, normalised with the model's statistics.
 struct Inputs {
-  DataFileInfo file;
+  DataSet data;
   RowRange range;
   Mat<float> rows;  // (D [+ L], n)
 };
 
-Inputs read_inputs(const Model& m, const std::string& path, const std::string& x, const std::string& y,
+Inputs read_inputs(const Model& m, const std::vector<std::string>& files, const std::string& x, const std::string& y,
                    const std::string& what, Comm& comm) {
   Inputs in;
   comm.collectively([&] {
-    in.file = inspect_data(path, x, y, what);
-    if (in.file.x.cols != m.ck.model.input_dim)
-      throw input_error("{} '{}': dataset '{}' has {} columns; the model takes {} inputs", what, path, x,
-                        in.file.x.cols, m.ck.model.input_dim);
-    if (!y.empty() && in.file.y.cols != m.ck.model.output_dim)
-      throw input_error("{} '{}': dataset '{}' has {} columns; the model has {} outputs", what, path, y,
-                        in.file.y.cols, m.ck.model.output_dim);
+    in.data = inspect_dataset(files, x, y, what);
+    const DataFileInfo& f = in.data.files.front();
+    if (f.x.cols != m.ck.model.input_dim)
+      throw input_error("{} '{}': dataset '{}' has {} columns; the model takes {} inputs", what, f.path, x,
+                        f.x.cols, m.ck.model.input_dim);
+    if (!y.empty() && f.y.cols != m.ck.model.output_dim)
+      throw input_error("{} '{}': dataset '{}' has {} columns; the model has {} outputs", what, f.path, y,
+                        f.y.cols, m.ck.model.output_dim);
   });
-  in.range = block_shard_of(in.file.x.rows, m.ck.micro_batch, comm.size(), comm.rank());
-  in.rows = read_shard(in.file, in.range, comm, m.ck.norm.enabled ? &m.ck.norm : nullptr, nullptr);
+  in.range = block_shard_of(in.data.rows, m.ck.micro_batch, comm.size(), comm.rank());
+  in.rows = read_shard(in.data, in.range, comm, m.ck.norm.enabled ? &m.ck.norm : nullptr, nullptr);
   return in;
 }
 
@@ -84,7 +98,9 @@ void check_output(const ModelInputs& o, Comm& comm) {
     const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
     std::error_code ec;
     if (fs::is_directory(p, ec)) throw input_error("--output '{}' is a directory", path);
-    for (const auto& [option, source] : {std::pair{"--input", o.input}, std::pair{"--checkpoint", o.checkpoint}})
+    std::vector<std::pair<std::string, std::string>> sources = {{"--checkpoint", o.checkpoint}};
+    for (const auto& f : o.input) sources.emplace_back("--input", f);
+    for (const auto& [option, source] : sources)
       if (fs::equivalent(p, source, ec))
         throw input_error("--output '{}' is the same file as {} '{}': it would be overwritten", path, option, source);
     if (!fs::is_directory(dir, ec)) throw input_error("--output '{}': directory '{}' does not exist", path, dir.string());
@@ -192,11 +208,11 @@ int eval_command(const EvalOptions& o, Comm& comm) {
   const double nll = r.nll_sum / static_cast<double>(r.rows) + m.ck.norm.log_det_y();
   if (comm.is_root()) {
     if (o.json) {
-      std::printf("%s\n", json{{"nll", nll}, {"count", r.rows}, {"checkpoint", o.checkpoint}, {"data", o.data},
+      std::printf("%s\n", json{{"nll", nll}, {"count", r.rows}, {"checkpoint", o.checkpoint}, {"data", files_text(o.data)},
                                {"step", m.ck.step}, {"cpu", to_string(m.level)}}.dump().c_str());
     } else {
       std::printf("nll %.6f  (%lld rows of '%s'; mean negative log-likelihood per sample, nats, data units)\n", nll,
-                  static_cast<long long>(r.rows), o.data.c_str());
+                  static_cast<long long>(r.rows), files_text(o.data).c_str());
     }
     std::fflush(stdout);
   }
@@ -237,7 +253,7 @@ int predict_command(const PredictOptions& o, Comm& comm) {
   const std::vector<double> all = gather_rows(local, comm);
   comm.collectively([&] {
     if (!comm.is_root()) return;
-    const auto N = static_cast<hsize_t>(in.file.x.rows);
+    const auto N = static_cast<hsize_t>(in.data.rows);
     const auto k = static_cast<hsize_t>(K), l = static_cast<hsize_t>(L);
     // Split the rows into one array per dataset.
     auto column_block = [&](Index first, Index count) {
@@ -252,7 +268,7 @@ int predict_command(const PredictOptions& o, Comm& comm) {
     write_output(o.output,
                  {{"pi", {N, k}, pi.data()}, {"mu", {N, k, l}, mu.data()}, {"sigma", {N, k, l}, sigma.data()},
                   {"mean", {N, l}, mean.data()}, {"variance", {N, l}, var.data()}, {"mode", {N, l}, mode.data()}},
-                 {{"checkpoint", o.checkpoint}, {"input", o.input}, {"units", "data (as stored in the input file)"}});
+                 {{"checkpoint", o.checkpoint}, {"input", files_text(o.input)}, {"units", "data (as stored in the input file)"}});
     std::printf("wrote '%s': pi (%llu, %lld), mu and sigma (%llu, %lld, %lld), mean, variance and mode (%llu, %lld)\n",
                 o.output.c_str(), static_cast<unsigned long long>(N), static_cast<long long>(K),
                 static_cast<unsigned long long>(N), static_cast<long long>(K), static_cast<long long>(L),
@@ -273,7 +289,7 @@ int sample_command(const SampleOptions& o, Comm& comm) {
   const Inputs& in = opened.in;
   const Index K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();
   const Index S = o.samples;
-  const double need = static_cast<double>(in.file.x.rows) * static_cast<double>(S * L) * 8.0;
+  const double need = static_cast<double>(in.data.rows) * static_cast<double>(S * L) * 8.0;
   if (need > 16.0 * (1 << 30))
     throw Error(Exit::input, fmt::format("--samples {}: the output would hold {:.1f} GiB", S, need / (1 << 30)), true);
   const Mixtures mix = mixtures(m, in.rows);
@@ -300,9 +316,9 @@ int sample_command(const SampleOptions& o, Comm& comm) {
   const std::vector<double> all = gather_rows(local, comm);
   comm.collectively([&] {
     if (!comm.is_root()) return;
-    const auto N = static_cast<hsize_t>(in.file.x.rows);
+    const auto N = static_cast<hsize_t>(in.data.rows);
     write_output(o.output, {{"samples", {N, static_cast<hsize_t>(S), static_cast<hsize_t>(L)}, all.data()}},
-                 {{"checkpoint", o.checkpoint}, {"input", o.input}, {"seed", std::to_string(o.seed)},
+                 {{"checkpoint", o.checkpoint}, {"input", files_text(o.input)}, {"seed", std::to_string(o.seed)},
                   {"temperature", fmt::format("{}", o.temperature)},
                   {"sigma_temperature", fmt::format("{}", o.sigma_temperature)}});
     std::printf("wrote '%s': samples (%llu, %lld, %lld)\n", o.output.c_str(), static_cast<unsigned long long>(N),
@@ -323,6 +339,7 @@ int inspect_command(const InspectOptions& o, Comm& comm) {
   if (o.json) {
     json j = {{"checkpoint", o.checkpoint}, {"format", "mdn-checkpoint"}, {"format_version", ck.format_version},
               {"cpu_level", ck.cpu_level.empty() ? json(nullptr) : json(ck.cpu_level)},
+              {"permutation", ck.permutation}, {"train_files", files_json(ck.train_files)},
               {"checksum_ok", status.ok()}, {"checksum", status.stored}, {"checksum_computed", status.computed},
               {"step", ck.step}, {"epoch", ck.epoch}, {"samples_seen", ck.samples_seen}, {"world_size", ck.world_size},
               {"parameters", Layout(s).size()}, {"input_dim", s.input_dim}, {"output_dim", s.output_dim},
@@ -345,6 +362,10 @@ int inspect_command(const InspectOptions& o, Comm& comm) {
                 static_cast<long long>(ck.world_size), ck.world_size == 1 ? "" : "s");
     std::printf("optimizer   %s, step %lld\n", to_string(ck.optimizer), static_cast<long long>(ck.optimizer_steps));
     std::printf("cpu level   %s\n", ck.cpu_level.empty() ? "not recorded (format version 1)" : ck.cpu_level.c_str());
+    std::printf("epoch order %s%s\n", ck.permutation.c_str(), ck.format_version < 3 ? " (format versions 1 and 2)" : "");
+    for (std::size_t f = 0; f < ck.train_files.size(); ++f)
+      std::printf("%s %s (%lld rows)\n", f == 0 ? "train files" : "           ", ck.train_files[f].first.c_str(),
+                  static_cast<long long>(ck.train_files[f].second));
     if (std::isnan(ck.best_valid_nll)) std::printf("best valid  none\n");
     else std::printf("best valid  %.6f\n", ck.best_valid_nll);
     std::printf("config\n");

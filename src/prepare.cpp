@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "mdn/error.hpp"
+#include "mdn/exact.hpp"
 
 namespace mdn {
 
@@ -28,6 +29,20 @@ std::string describe(const DataFileInfo& f) {
   return fmt::format("{}\n    x '{}': float{} {} {}\n    y '{}': float{} {} {}", f.path, f.x.name,
                      8 * f.x.bytes, shape(f.x), f.x.storage, f.y.name, 8 * f.y.bytes, shape(f.y),
                      f.y.storage);
+}
+
+std::string describe(const DataSet& d) {
+  if (d.files.size() == 1) return describe(d.files.front());
+  std::string s = fmt::format("{} files, {} rows", d.files.size(), d.rows);
+  for (std::size_t f = 0; f < d.files.size(); ++f)
+    s += fmt::format("\n  rows {}..{}: {}", d.first[f], d.first[f] + d.files[f].x.rows, describe(d.files[f]));
+  return s;
+}
+
+std::string list_text(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& e : v) s += (s.empty() ? "" : ", ") + ("'" + e + "'");
+  return s;
 }
 
 std::string vec(const Eigen::VectorXd& v) {
@@ -59,6 +74,26 @@ Config load_config_collectively(const std::string& path, const std::vector<std::
   return c;
 }
 
+MemoryEstimate estimate_memory(const Prepared& p, int P) {
+  MemoryEstimate e;
+  const BatchSpec& b = p.batches;
+  const double W = static_cast<double>(p.model.input_dim + p.model.output_dim);
+  const double rows = static_cast<double>((b.rows + P - 1) / P);
+  const Index G = b.micro_batches_per_epoch();
+  e.shard = rows * W * 4;
+  e.epoch = static_cast<double>((G + P - 1) / P * b.micro) * W * 4;
+  e.exchange = P > 1 ? 2.0 * (8 << 20) : 0.0;
+  bool wide = false;
+  for (const auto& f : p.train_data.files) wide |= f.x.bytes == 8 || f.y.bytes == 8;
+  e.reading = (wide ? 4.0 * (1 << 20) : 0.0) + W * 2 * ExactMoments::kBuckets * 16;
+  if (p.valid_data) e.valid = static_cast<double>((p.valid_data->rows + P - 1) / P + b.micro) * W * 4;
+  e.model = 48.0 * static_cast<double>(Layout(p.model).size());
+  double widths = 0;
+  for (int w : p.model.hidden) widths += w;
+  e.activations = 2.0 * static_cast<double>(b.micro) * (W + 3 * widths + 3 * static_cast<double>(p.model.head_rows())) * 4;
+  return e;
+}
+
 void check_run_dir(const Config& c) {
   namespace fs = std::filesystem;
   const std::string what = key_origin(c, "run.dir");
@@ -87,24 +122,25 @@ Prepared prepare(const std::string& config_path, const std::vector<std::string>&
   // Headers first, on every rank (they see the same files): cheap, and all errors are settled.
   comm.collectively([&] {
     const std::string x_origin = key_origin(c, "data.x"), y_origin = key_origin(c, "data.y");
-    p.train_file = inspect_data(c.data.train, c.data.x, c.data.y, key_origin(c, "data.train"), x_origin, y_origin);
+    p.train_data = inspect_dataset(c.data.train, c.data.x, c.data.y, key_origin(c, "data.train"), x_origin, y_origin);
     if (c.data.valid) {
-      p.valid_file = inspect_data(*c.data.valid, c.data.x, c.data.y, key_origin(c, "data.valid"), x_origin, y_origin);
-      if (p.valid_file->x.cols != p.train_file.x.cols || p.valid_file->y.cols != p.train_file.y.cols)
+      p.valid_data = inspect_dataset(*c.data.valid, c.data.x, c.data.y, key_origin(c, "data.valid"), x_origin, y_origin);
+      const DataFileInfo& v = p.valid_data->files.front();
+      const DataFileInfo& t = p.train_data.files.front();
+      if (v.x.cols != t.x.cols || v.y.cols != t.y.cols)
         throw input_error("{}: '{}' has {} inputs and {} outputs, the training file '{}' has {} and {}",
-                          key_origin(c, "data.valid"), *c.data.valid, p.valid_file->x.cols,
-                          p.valid_file->y.cols, c.data.train, p.train_file.x.cols, p.train_file.y.cols);
+                          key_origin(c, "data.valid"), v.path, v.x.cols, v.y.cols, t.path, t.x.cols, t.y.cols);
     }
     check_run_dir(c);
   });
-  const Index N = p.train_file.x.rows;
+  const Index N = p.train_data.rows;
   if (N < comm.size())
     throw Error(Exit::input,
-                fmt::format("{}: '{}' has {} rows: too few for {} ranks (use at most {} ranks)",
-                            key_origin(c, "data.train"), c.data.train, N, comm.size(), N),
+                fmt::format("{}: {} has {} rows: too few for {} ranks (use at most {} ranks)",
+                            key_origin(c, "data.train"), list_text(c.data.train), N, comm.size(), N),
                 true);
-  const int D = static_cast<int>(p.train_file.x.cols);
-  const int L = static_cast<int>(p.train_file.y.cols);
+  const int D = static_cast<int>(p.train_data.x_cols());
+  const int L = static_cast<int>(p.train_data.y_cols());
   p.model = c.model_spec(D, L);
   comm.collectively([&] { p.model.validate(); });
   p.batches = {N, c.train.batch_size, *c.train.micro_batch, c.train.drop_last, c.run.seed};
@@ -115,6 +151,7 @@ Prepared prepare(const std::string& config_path, const std::vector<std::string>&
                             c.where("train.drop_last"), c.train.batch_size, N),
                 true);
 
+  p.memory = estimate_memory(p, comm.size());
   return p;
 }
 
@@ -124,21 +161,21 @@ void read_data(Prepared& p, const Continuation& from, Comm& comm) {
   p.cpu = choose_cpu_level(c.run.cpu, c.where("run.cpu") + "run.cpu", from.cpu, from.resuming, comm);
 
   // Data: this rank's shard; normalisation statistics from the training rows (exact).
-  const Index N = p.train_file.x.rows;
-  const int D = static_cast<int>(p.train_file.x.cols);
-  const int L = static_cast<int>(p.train_file.y.cols);
+  const Index N = p.train_data.rows;
+  const int D = static_cast<int>(p.train_data.x_cols());
+  const int L = static_cast<int>(p.train_data.y_cols());
   p.train_range = shard_of(N, comm.size(), comm.rank());
   if (from.norm) {
     p.norm = *from.norm;
-    p.train_shard = read_shard(p.train_file, p.train_range, comm, &p.norm, nullptr);
+    p.train_shard = read_shard(p.train_data, p.train_range, comm, &p.norm, nullptr, &p.train_read);
   } else {
-    p.train_shard = read_shard(p.train_file, p.train_range, comm, nullptr,
-                               c.data.normalize ? &p.norm : nullptr);
+    p.train_shard = read_shard(p.train_data, p.train_range, comm, nullptr,
+                               c.data.normalize ? &p.norm : nullptr, &p.train_read);
     if (!c.data.normalize) p.norm = Normalization::identity(D, L);
   }
-  if (p.valid_file) {
-    p.valid_range = block_shard_of(p.valid_file->x.rows, p.batches.micro, comm.size(), comm.rank());
-    p.valid_shard = read_shard(*p.valid_file, p.valid_range, comm, &p.norm, nullptr);
+  if (p.valid_data) {
+    p.valid_range = block_shard_of(p.valid_data->rows, p.batches.micro, comm.size(), comm.rank());
+    p.valid_shard = read_shard(*p.valid_data, p.valid_range, comm, &p.norm, nullptr);
   }
   p.read_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -165,8 +202,8 @@ std::string summary(const Prepared& p, Comm& comm) {
                                        [](const auto& kv) { return kv.second.rfind("--set", 0) == 0; });
   s += fmt::format("config     {}{}\n", c.path,
                    overrides > 0 ? fmt::format(" ({} keys set with --set)", overrides) : "");
-  s += fmt::format("train      {}\n", describe(p.train_file));
-  if (p.valid_file) s += fmt::format("valid      {}\n", describe(*p.valid_file));
+  s += fmt::format("train      {}\n", describe(p.train_data));
+  if (p.valid_data) s += fmt::format("valid      {}\n", describe(*p.valid_data));
   s += fmt::format("data       N = {} rows, D = {} inputs, L = {} outputs\n", b.rows,
                    p.model.input_dim, p.model.output_dim);
   s += fmt::format("model      {} -> [{}] {} -> K = {} components ({} head outputs); {} parameters\n",
@@ -181,9 +218,16 @@ std::string summary(const Prepared& p, Comm& comm) {
                      c.train.max_steps ? fmt::format(", max_steps {}", *c.train.max_steps) : "");
   }
   const Index P = comm.size();
-  s += fmt::format("ranks      P = {}: each reads {} rows (its shard) and receives at most {} rows per epoch\n",
+  s += fmt::format("ranks      P = {}: each reads {} rows (its shard) and holds at most {} rows of an epoch\n",
                    P, min_rows == max_rows ? std::to_string(min_rows) : fmt::format("{}..{}", min_rows, max_rows),
-                   (b.rows + P - 1) / P + b.micro);
+                   (G + P - 1) / P * b.micro);
+  const MemoryEstimate& mem = p.memory;
+  constexpr double MiB = 1 << 20;
+  s += fmt::format("memory     about {:.0f} MiB per rank at peak: data {:.0f} (shard {:.0f}, epoch {:.0f}, exchange {:.0f}, "
+                   "reading {:.0f}, validation {:.0f}), model {:.0f}, step {:.0f}, process {:.0f}\n",
+                   mem.total_mib(), (mem.shard + mem.epoch + mem.exchange + mem.reading + mem.valid) / MiB,
+                   mem.shard / MiB, mem.epoch / MiB, mem.exchange / MiB, mem.reading / MiB, mem.valid / MiB,
+                   mem.model / MiB, mem.activations / MiB, mem.process / MiB);
   if (G < P)
     s += fmt::format("           note: {} micro-batches per epoch for {} ranks: some ranks idle\n", G, P);
   if (p.norm.enabled) {

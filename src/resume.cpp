@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "mdn/error.hpp"
+#include "mdn/shuffle.hpp"
 
 namespace mdn {
 
@@ -17,15 +18,9 @@ namespace {
 const std::vector<std::string>& resume_fixed_keys() {
   static const std::vector<std::string> keys = {
       "model.hidden",  "model.activation", "model.components", "model.sigma",      "model.sigma_min",
-      "data.train",    "data.x",           "data.y",           "data.normalize",   "run.seed",
+      "data.x",           "data.y",           "data.normalize",   "run.seed",
       "train.batch_size", "train.micro_batch", "train.drop_last", "optimizer.name"};
   return keys;
-}
-
-std::string resolved_path(const std::string& p) {
-  std::error_code ec;
-  const fs::path r = fs::weakly_canonical(fs::absolute(p), ec);
-  return ec ? p : r.string();
 }
 
 std::string key_value(const Config& c, const std::string& key) {
@@ -45,16 +40,10 @@ json check_resume_config(const Config& now, const Checkpoint& ck, const std::str
   for (const std::string& key : resume_fixed_keys()) {
     const std::string a = key_value(then, key);
     const std::string b = key_value(now, key);
-    // The training file may be named differently (relative, absolute, through a link) as long
-    // as it is the same file; a relative path is taken from the working directory.
-    const bool is_path = key == "data.train";
-    const std::string ra = is_path ? resolved_path(a) : a, rb = is_path ? resolved_path(b) : b;
-    if (ra != rb)
-      throw input_error("{}{}: is {} here but {} in the checkpoint '{}'{}; it cannot change when resuming "
+    if (a != b)
+      throw input_error("{}{}: is {} here but {} in the checkpoint '{}'; it cannot change when resuming "
                         "(use a new run.dir, or checkpoint.resume: never with an empty one)",
-                        now.where(key), key, b, a, ck_path,
-                        is_path ? fmt::format(" (that is '{}' from this working directory, this run's is '{}')", ra, rb)
-                                : "");
+                        now.where(key), key, b, a, ck_path);
   }
   const bool momentum_then = then.optimizer.name == OptimizerKind::sgd && then.optimizer.momentum != 0;
   const bool momentum_now = now.optimizer.name == OptimizerKind::sgd && now.optimizer.momentum != 0;
@@ -68,6 +57,32 @@ json check_resume_config(const Config& now, const Checkpoint& ck, const std::str
     if (a != b) changed[k.key] = {{"from", a}, {"to", b}};
   }
   return changed;
+}
+
+/// The epochs' order and the training rows must be those the checkpoint's run used: the same
+/// permutation scheme, and the same files (after resolving names and patterns) with the same rows,
+/// in the same order. The first difference is named.
+void check_resume_data(const Prepared& prep, const Checkpoint& ck, const std::string& ck_path) {
+  const Config& c = prep.config;
+  if (ck.permutation != IndexShuffle::kScheme)
+    throw input_error("checkpoint '{}' comes from a run whose epochs were ordered by the {} permutation; this mdn "
+                      "orders them by {} (README, \"Input data\"), so that run cannot continue with the same batches: "
+                      "start a new run.dir (the checkpoint still works with mdn eval, predict and sample)",
+                      ck_path, ck.permutation, IndexShuffle::kScheme);
+  const auto now = prep.train_data.recorded();
+  const auto& then = ck.train_files;
+  const std::string where = c.where("data.train") + "data.train";
+  for (std::size_t i = 0; i < std::max(now.size(), then.size()); ++i) {
+    const auto file = [](const std::pair<std::string, std::int64_t>& f) {
+      return fmt::format("'{}' ({} rows)", f.first, f.second);
+    };
+    if (i < now.size() && i < then.size() && now[i] == then[i]) continue;
+    const std::string here = i < now.size() ? file(now[i]) : "none";
+    const std::string there = i < then.size() ? file(then[i]) : "none";
+    throw input_error("{}: file {} of {} is {} here but {} in the checkpoint '{}' (of {}); the training files cannot "
+                      "change when resuming (use a new run.dir, or checkpoint.resume: never with an empty one)",
+                      where, i + 1, now.size(), here, there, ck_path, then.size());
+  }
 }
 
 void plan_resume(const Config& c, ResumeDecision& plan) {
@@ -115,8 +130,9 @@ ResumeDecision decide_resume(const Prepared& prep, Comm& comm) {
     const Checkpoint& ck = *d.checkpoint;
     if (ck.model.input_dim != prep.model.input_dim || ck.model.output_dim != prep.model.output_dim)
       throw input_error("checkpoint '{}' has {} inputs and {} outputs; '{}' has {} and {}", d.path,
-                        ck.model.input_dim, ck.model.output_dim, c.data.train, prep.model.input_dim,
+                        ck.model.input_dim, ck.model.output_dim, prep.train_data.files.front().path, prep.model.input_dim,
                         prep.model.output_dim);
+    check_resume_data(prep, ck, d.path);
     d.changed = check_resume_config(c, ck, d.path);
     d.finished = ck.step >= d.total_steps;
   });

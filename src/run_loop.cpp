@@ -1,5 +1,7 @@
 #include "mdn/run_loop.hpp"
 
+#include "mdn/shuffle.hpp"
+
 #include <xxhash.h>
 
 #include <algorithm>
@@ -123,7 +125,10 @@ RunEnd RunLoop::run() {
   while (step_ < total_steps_) {
     const std::int64_t e = step_ / per_epoch;
     comm_.set_phase("exchanging the epoch's rows", step_ + 1);
+    const auto t0 = Clock::now();
     step_fn_.start_epoch(e);
+    epoch_start_seconds_ += seconds_since(t0);
+    ++epoch_starts_;
     for (Index b = step_ % per_epoch; b < per_epoch && step_ < total_steps_; ++b) {
       const std::int64_t number = step_ + 1;
       StepFlags requests;
@@ -142,7 +147,7 @@ RunEnd RunLoop::run() {
       log_train(out, lr, step_ == total_steps_ || out.flags.stop);
       const bool epoch_done = b + 1 == per_epoch;
       if (epoch_done) epoch_ = e + 1;
-      if (epoch_done && p_.valid_file) {
+      if (epoch_done && p_.valid_data) {
         validate_and_keep_best();
         validated_at = step_;
       }
@@ -150,7 +155,7 @@ RunEnd RunLoop::run() {
       if (checkpoint_due(epoch_done, out.flags)) checkpoint_unless_saved();
     }
   }
-  if (p_.valid_file && validated_at != step_ && step_ > first_step_) validate_and_keep_best();
+  if (p_.valid_data && validated_at != step_ && step_ > first_step_) validate_and_keep_best();
   checkpoint_unless_saved();
   write_summary();
   if (comm_.is_root()) {
@@ -321,6 +326,8 @@ Checkpoint RunLoop::snapshot() {
   ck.optimizer = c_.optimizer.name;
   ck.optimizer_steps = step_fn_.optimizer().steps();
   ck.cpu_level = to_string(p_.cpu.level);
+  ck.permutation = IndexShuffle::kScheme;
+  ck.train_files = p_.train_data.recorded();
   for (const auto& st : step_fn_.optimizer().state()) ck.optimizer_state.emplace_back(st.name, *st.buffer);
   return ck;
 }
@@ -329,6 +336,8 @@ void RunLoop::write_summary() {
   const double mine = peak_rss_mib();
   const std::vector<char> bytes = comm_.gather(&mine, sizeof mine);
   const double read = comm_.max(p_.read_seconds);
+  const double epoch_start = comm_.max(epoch_start_seconds_);
+  const std::int64_t bytes_read = comm_.max<std::int64_t>(p_.train_read.bytes);
   if (!comm_.is_root()) return;
   std::vector<double> rss(bytes.size() / sizeof(double));
   std::memcpy(rss.data(), bytes.data(), bytes.size());
@@ -336,10 +345,14 @@ void RunLoop::write_summary() {
   const std::int64_t steps = step_ - first_step_;
   json rec = {{"kind", "summary"}, {"step", step_}, {"steps_this_run", steps}, {"seconds", seconds},
               {"samples_per_s", seconds > 0 ? static_cast<double>(samples_seen_ - first_samples_) / seconds : 0.0},
-              {"t_read", read}, {"peak_rss_mib", rss}, {"ranks", comm_.size()}};
+              {"t_read", read}, {"t_epoch_start", epoch_start}, {"epoch_starts", epoch_starts_},
+              {"train_bytes_read", bytes_read}, {"train_read_passes", p_.train_read.passes},
+              {"peak_rss_mib", rss}, {"estimated_peak_mib", p_.memory.total_mib()}, {"ranks", comm_.size()}};
   metrics_.write(rec);
-  std::printf("summary: %lld steps in %.1f s, reading and normalising the data %.2f s; peak memory per rank %.0f MiB\n",
-              static_cast<long long>(steps), seconds, read, *std::max_element(rss.begin(), rss.end()));
+  std::printf("summary: %lld steps in %.1f s, reading and normalising the data %.2f s, starting epochs %.2f s; peak "
+              "memory per rank %.0f MiB (estimated %.0f)\n",
+              static_cast<long long>(steps), seconds, read, epoch_start, *std::max_element(rss.begin(), rss.end()),
+              p_.memory.total_mib());
 }
 
 

@@ -186,15 +186,15 @@ TEST(Checkpoint, ForeignFilesAreRefusedByName) {
   }
   EXPECT_EQ(error_of(dir / "other.h5"),
             "checkpoint '" + (dir / "other.h5") + "': not an mdn checkpoint (no format attribute 'mdn-checkpoint')");
-  write_checkpoint(dir / "v3.h5", sample());
+  write_checkpoint(dir / "v4.h5", sample());
   {
-    h5::Handle f = h5::checked(H5Fopen((dir / "v3.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+    h5::Handle f = h5::checked(H5Fopen((dir / "v4.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
     h5::Handle a = h5::checked(H5Aopen(f.get(), "format_version", H5P_DEFAULT), "attr");
-    const std::int64_t v = 3;
+    const std::int64_t v = 4;
     h5::check(H5Awrite(a.get(), H5T_NATIVE_INT64, &v), "write");
   }
-  EXPECT_EQ(error_of(dir / "v3.h5"),
-            "checkpoint '" + (dir / "v3.h5") + "': format version 3; this mdn reads versions 1 to 2");
+  EXPECT_EQ(error_of(dir / "v4.h5"),
+            "checkpoint '" + (dir / "v4.h5") + "': format version 4; this mdn reads versions 1 to 3");
 }
 
 TEST(Checkpoint, HostileContentsAreRefusedBeforeAnyLargeAllocation) {

@@ -107,7 +107,7 @@ TEST(Config, SetOverridesWithYamlValues) {
                                  "clip.value=3", "train.max_steps=10", "train.epochs=null"});
   EXPECT_EQ(c.model.hidden, (std::vector<int>{64, 64, 32}));
   EXPECT_EQ(c.optimizer.lr, 0.02);
-  EXPECT_EQ(*c.data.valid, "v.h5");
+  EXPECT_EQ(*c.data.valid, std::vector<std::string>{"v.h5"});
   EXPECT_EQ(*c.clip.value, 3.0);
   EXPECT_EQ(*c.train.max_steps, 10);
   EXPECT_FALSE(c.train.epochs.has_value());

@@ -184,8 +184,9 @@ TEST_F(CpuCli, AResumeContinuesOnAnotherLevelOnlyWhenSomeRankCannotRunTheCheckpo
   EXPECT_EQ(final_checkpoint("moved").cpu_level, "x86-64");
 }
 
-TEST_F(CpuCli, ModelsFromOlderVersionsStillLoadAndResume) {
-  // A checkpoint of format version 1 (before levels were recorded), written by mdn 0.1.0.
+TEST_F(CpuCli, ModelsFromOlderVersionsStillLoadButTheirRunsDoNotResume) {
+  // A checkpoint of format version 1 (before levels were recorded), written by mdn 0.1.0, whose
+  // epochs were ordered by the former permutation (Fisher-Yates).
   const std::string src = std::string(MDN_TEST_SOURCE_DIR) + "/tests/data/v1";
   fs::create_directories(dir_ / "old/checkpoints");
   fs::copy_file(src + "/step-00000002.h5", dir_ / "old/checkpoints/step-00000002.h5");
@@ -195,16 +196,17 @@ TEST_F(CpuCli, ModelsFromOlderVersionsStillLoadAndResume) {
   expect_code(inspect, 1, "0");
   EXPECT_NE(inspect.result.out.find("format      mdn-checkpoint, version 1"), std::string::npos) << inspect.result.out;
   EXPECT_NE(inspect.result.out.find("cpu level   not recorded (format version 1)"), std::string::npos);
-  const RankedRun resumed = mdn({kNative}, {"train", "old.yaml", "--set", "run.dir=old", "--set", "train.max_steps=4"});
-  expect_code(resumed, 1, "0");
-  EXPECT_NE(resumed.result.err.find("the checkpoint does not record the level it was trained at"), std::string::npos)
+  EXPECT_NE(inspect.result.out.find("epoch order fisher-yates (format versions 1 and 2)"), std::string::npos);
+  const RankedRun eval = mdn({kNative}, {"eval", "--checkpoint", "old/checkpoints/step-00000002.h5", "--data", "data.h5"});
+  expect_code(eval, 1, "0");
+  const RankedRun resumed = mdn({kNative, kNative}, {"train", "old.yaml", "--set", "run.dir=old", "--set", "train.max_steps=4"});
+  expect_code(resumed, 2, "2");
+  EXPECT_EQ(count(resumed.result.err, "mdn: error: checkpoint 'old/checkpoints/step-00000002.h5' comes from a run whose "
+                                      "epochs were ordered by the fisher-yates permutation; this mdn orders them by "
+                                      "feistel6"),
+            1)
       << resumed.result.err;
-  const json rec = record("old", "resume");
-  EXPECT_TRUE(rec["cpu_then"].is_null()) << rec.dump();
-  EXPECT_EQ(rec["cpu"], to_string(best_built_level()));
-  const Checkpoint now = read_checkpoint(dir_ / "old/checkpoints/step-00000004.h5");
-  EXPECT_EQ(now.format_version, kCheckpointFormatVersion);
-  EXPECT_EQ(now.cpu_level, to_string(best_built_level()));
+  EXPECT_FALSE(fs::exists(dir_ / "old/checkpoints/step-00000004.h5"));
 }
 
 TEST(CpuIsolation, NoCodeOutsideTheV3AndV4KernelsUsesTheirInstructions) {

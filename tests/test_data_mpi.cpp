@@ -11,6 +11,8 @@
 #include "mdn/error.hpp"
 #include "mdn/exact.hpp"
 #include "mdn/mpi_comm.hpp"
+#include "mdn/random.hpp"
+#include "mdn/shuffle.hpp"
 #include "support/h5_files.hpp"
 #include "support/mpi_temp_dir.hpp"
 #include "support/test_seed.hpp"
@@ -37,22 +39,23 @@ void write_id_file(const std::string& path) {
 
 void check_epochs(Comm& comm, const std::string& path, bool drop_last) {
   const int P = comm.size();
-  const DataFileInfo info = inspect_data(path, "x", "y", "data.train");
+  const DataSet info = inspect_dataset({path}, "x", "y", "data.train");
   const RowRange range = shard_of(kN, P, comm.rank());
-  const RawRows raw = read_rows(info, range);
-  EXPECT_EQ(raw.hyperslab_reads, 2) << "one hyperslab read per dataset";
-  EXPECT_EQ(raw.x.cols(), range.size());
+  ReadStats st;
+  Mat<float> shard = read_shard(info, range, comm, nullptr, nullptr, &st);
+  EXPECT_EQ(st.bytes, range.size() * 3 * 4) << "a rank reads its own rows only";
+  EXPECT_EQ(shard.cols(), range.size());
   EXPECT_LE(range.size(), (kN + P - 1) / P);
   // The shards tile the file.
   EXPECT_EQ(comm.sum<std::int64_t>(range.size()), kN);
-  EXPECT_EQ(raw.x(0, 0), static_cast<double>(range.begin));
+  EXPECT_EQ(shard(0, 0), static_cast<float>(range.begin));
 
   const BatchSpec spec{kN, kB, kM, drop_last, seed()};
-  TrainData data(comm, read_shard(info, range, comm, nullptr, nullptr), range, 2, 1, spec);
+  TrainData data(comm, std::move(shard), range, 2, 1, spec);
   Mat<float> x(2, kM), y(1, kM);
   for (std::int64_t epoch = 0; epoch < 3; ++epoch) {
     data.start_epoch(epoch);
-    const auto perm = epoch_permutation(kN, seed(), epoch);
+    const IndexShuffle order(kN, seed(), rng::kPermutation + static_cast<std::uint64_t>(epoch));
     std::vector<std::int32_t> seen(static_cast<std::size_t>(kN), 0);
     std::vector<std::int32_t> micro_seen(static_cast<std::size_t>(spec.micro_batches_per_epoch()), 0);
     for (Index b = 0; b < spec.batches_per_epoch(); ++b) {
@@ -65,7 +68,7 @@ void check_epochs(Comm& comm, const std::string& path, bool drop_last) {
         EXPECT_EQ(mb.rows, std::min(kM, spec.rows_per_epoch() - first));
         for (Index k = 0; k < mb.rows; ++k) {
           const auto id = static_cast<Index>(x(0, k));
-          ASSERT_EQ(id, perm[static_cast<std::size_t>(first + k)])
+          ASSERT_EQ(id, static_cast<Index>(order(static_cast<std::uint64_t>(first + k))))
               << "epoch " << epoch << " batch " << b << " micro-batch " << mb.index << " row " << k;
           ASSERT_EQ(x(1, k), 2.0f * static_cast<float>(id));
           ASSERT_EQ(y(0, k), -static_cast<float>(id));
@@ -78,7 +81,7 @@ void check_epochs(Comm& comm, const std::string& path, bool drop_last) {
     // Every row of the epoch exactly once over all ranks; dropped rows never.
     Index used = 0;
     for (Index pos = 0; pos < kN; ++pos) {
-      const auto id = static_cast<std::size_t>(perm[static_cast<std::size_t>(pos)]);
+      const auto id = static_cast<std::size_t>(order(static_cast<std::uint64_t>(pos)));
       const int expected = pos < spec.rows_per_epoch() ? 1 : 0;
       ASSERT_EQ(seen[id], expected) << "row " << id << " at position " << pos;
       used += seen[id];
@@ -86,8 +89,8 @@ void check_epochs(Comm& comm, const std::string& path, bool drop_last) {
     EXPECT_EQ(used, drop_last ? 1000 : kN);
     for (auto c : micro_seen) ASSERT_EQ(c, 1);
   }
-  // Rows held: shard plus received, within 2 ceil(N/P) + m.
-  EXPECT_LE(data.max_rows_held(), 2 * ((kN + P - 1) / P) + kM);
+  // Rows held: shard plus the epoch's rows, within 2 ceil(N/P) + 2m.
+  EXPECT_LE(data.max_rows_held(), 2 * ((kN + P - 1) / P) + 2 * kM);
   EXPECT_EQ(data.rows_read(), range.size());
 }
 
@@ -107,18 +110,34 @@ TEST(TrainData, DropLastDropsTheShortBatch) {
   check_epochs(comm, dir / "ids.h5", true);
 }
 
-TEST(TrainData, PermutationDoesNotDependOnRankAndIsAPermutation) {
-  const auto a = epoch_permutation(kN, 5, 3);
-  std::vector<std::int64_t> sorted = a;
-  std::sort(sorted.begin(), sorted.end());
-  for (Index i = 0; i < kN; ++i) ASSERT_EQ(sorted[static_cast<std::size_t>(i)], i);
-  EXPECT_NE(a, epoch_permutation(kN, 5, 4));
-  EXPECT_NE(a, epoch_permutation(kN, 6, 3));
-  // Every rank computed the same permutation.
+TEST(TrainData, SmallExchangeRoundsDealTheSameRows) {
+  // Rounds of one record per destination: many rounds, ranks finishing at different times.
   MpiComm comm(MPI_COMM_WORLD);
-  std::uint64_t h = 1469598103934665603ULL;
-  for (auto v : a) h = (h ^ static_cast<std::uint64_t>(v)) * 1099511628211ULL;
-  EXPECT_EQ(comm.max(h), comm.min(h));
+  SharedTempDir dir(comm);
+  if (comm.is_root()) write_id_file(dir / "ids.h5");
+  comm.barrier();
+  const DataSet info = inspect_dataset({dir / "ids.h5"}, "x", "y", "data.train");
+  const RowRange range = shard_of(kN, comm.size(), comm.rank());
+  const BatchSpec spec{kN, kB, kM, false, seed()};
+  TrainData a(comm, read_shard(info, range, comm, nullptr, nullptr), range, 2, 1, spec);
+  TrainData b(comm, read_shard(info, range, comm, nullptr, nullptr), range, 2, 1, spec);
+  b.set_round_records(1);
+  a.start_epoch(4);
+  b.start_epoch(4);
+  if (comm.size() > 1) {
+    EXPECT_GT(b.exchange_rounds(), 10);
+  }
+  Mat<float> xa(2, kM), ya(1, kM), xb(2, kM), yb(1, kM);
+  for (Index batch = 0; batch < spec.batches_per_epoch(); ++batch) {
+    ASSERT_EQ(a.micro_batches(batch).size(), b.micro_batches(batch).size());
+    for (std::size_t i = 0; i < a.micro_batches(batch).size(); ++i) {
+      a.load(a.micro_batches(batch)[i], xa, ya);
+      b.load(b.micro_batches(batch)[i], xb, yb);
+      const Index rows = a.micro_batches(batch)[i].rows;
+      ASSERT_EQ(xa.leftCols(rows), xb.leftCols(rows));
+      ASSERT_EQ(ya.leftCols(rows), yb.leftCols(rows));
+    }
+  }
 }
 
 /// Column 0: offset 1e6 plus structure; column 1 constant (zero variance); y spans magnitudes.
@@ -139,15 +158,16 @@ TEST(Normalization, BitIdenticalForEveryRankCountAndZeroVarianceGetsStdOne) {
   const Index N = 2003;
   if (comm.is_root()) write_stats_file(dir / "stats.h5", N);
   comm.barrier();
-  const DataFileInfo info = inspect_data(dir / "stats.h5", "x", "y", "data.train");
+  const DataSet info = inspect_dataset({dir / "stats.h5"}, "x", "y", "data.train");
 
-  const RawRows mine = read_rows(info, shard_of(N, comm.size(), comm.rank()));
-  const Normalization dist = compute_normalization(mine, comm);
+  Normalization dist;
+  read_shard(info, shard_of(N, comm.size(), comm.rank()), comm, nullptr, &dist);
 
   // The same statistics from all rows on one process: must be bit-identical.
   SelfComm self;
-  const RawRows all = read_rows(info, {0, N});
-  const Normalization one = compute_normalization(all, self);
+  Normalization one;
+  read_shard(info, {0, N}, self, nullptr, &one);
+  const Mat<float> all = read_shard(info, {0, N}, self, nullptr, nullptr);  // raw values
   for (Index f = 0; f < 2; ++f) {
     EXPECT_EQ(dist.x_mean(f), one.x_mean(f)) << f;
     EXPECT_EQ(dist.x_std(f), one.x_std(f)) << f;
@@ -159,14 +179,14 @@ TEST(Normalization, BitIdenticalForEveryRankCountAndZeroVarianceGetsStdOne) {
 
   // And correct: against a long-double two-pass computation.
   for (int which = 0; which < 2; ++which) {
-    const Eigen::MatrixXd& v = which == 0 ? all.x : all.y;
     const Normalization& n = dist;
-    for (Index f = 0; f < v.rows(); ++f) {
+    for (Index f = 0; f < 2; ++f) {
+      const Index row = which * 2 + f;
       long double s = 0;
-      for (Index j = 0; j < N; ++j) s += v(f, j);
+      for (Index j = 0; j < N; ++j) s += all(row, j);
       const long double mean = s / N;
       long double q = 0;
-      for (Index j = 0; j < N; ++j) q += (v(f, j) - mean) * (v(f, j) - mean);
+      for (Index j = 0; j < N; ++j) q += (all(row, j) - mean) * (all(row, j) - mean);
       const double sd = q > 0 ? static_cast<double>(std::sqrt(q / N)) : 1.0;
       const double m = which == 0 ? n.x_mean(f) : n.y_mean(f);
       const double s2 = which == 0 ? n.x_std(f) : n.y_std(f);
@@ -213,7 +233,7 @@ TEST(ReadShard, FirstNonFiniteRowIsReportedOnEveryRank) {
     write_xy(dir / "bad.h5", x, 1, y, 1);
   }
   comm.barrier();
-  const DataFileInfo info = inspect_data(dir / "bad.h5", "x", "y", "data.train");
+  const DataSet info = inspect_dataset({dir / "bad.h5"}, "x", "y", "data.train");
   try {
     read_shard(info, shard_of(N, comm.size(), comm.rank()), comm, nullptr, nullptr);
     ADD_FAILURE() << "no error";

@@ -177,16 +177,24 @@ TEST_F(TrainCli, IncompatibleChangesAreRefusedByName) {
     if (rec["kind"] == "resume") {
       EXPECT_EQ(rec["changed"]["optimizer.lr"]["to"], "0.005");
     }
-  // The training file: another file is refused, naming both paths as given and as resolved; the
-  // same file under another name (absolute here, relative in the checkpoint) is accepted.
+  // The training files: another file (with the same rows) is refused, naming both as resolved;
+  // the same file under another name (absolute here, relative in the checkpoint, or through a
+  // pattern) is accepted; so is a list that resolves to the same files.
   fs::copy_file(dir_ / "train.h5", dir_ / "other.h5");
   const std::string dir = fs::weakly_canonical(dir_.path()).string();
   const RankedRun other = train(2, "k", {"train.epochs=3", "data.train=other.h5"});
   EXPECT_EQ(other.codes, (std::vector<std::string>{"2", "2"})) << other.result.all();
-  EXPECT_EQ(count(other.result.err, "mdn: error: --set data.train=other.h5: data.train: is other.h5 here but train.h5 "
-                                    "in the checkpoint 'k/checkpoints/step-00000022.h5' (that is '" + dir +
-                                    "/train.h5' from this working directory, this run's is '" + dir + "/other.h5')"),
+  EXPECT_EQ(count(other.result.err, "mdn: error: --set data.train=other.h5: data.train: file 1 of 1 is '" + dir +
+                                    "/other.h5' (" + std::string("1037") + " rows) here but '" + dir + "/train.h5' (" +
+                                    std::string("1037") + " rows) in the checkpoint 'k/checkpoints/step-00000022.h5' "
+                                    "(of 1); the training files cannot change when resuming"),
             1) << other.result.all();
+  const RankedRun more = train(2, "k", {"train.epochs=3", "data.train=[train.h5, other.h5]"});
+  EXPECT_EQ(more.codes, (std::vector<std::string>{"2", "2"})) << more.result.all();
+  EXPECT_EQ(count(more.result.err, "data.train: file 2 of 2 is '" + dir + "/other.h5' (" + std::string("1037") +
+                                   " rows) here but none in the checkpoint"),
+            1) << more.result.all();
+  expect_ok(train(2, "k", {"train.epochs=3", "data.train=tr*n.h5"}), 2);
   expect_ok(train(2, "k", {"train.epochs=3", "data.train=" + dir + "/train.h5"}), 2);
 }
 

@@ -5,6 +5,7 @@
 #include "mdn/cpu.hpp"
 #include "support/levels.hpp"
 #include "support/train_fixture.hpp"
+#include "test_paths.hpp"
 
 namespace mdn::test {
 namespace {
@@ -49,6 +50,26 @@ TEST_F(TrainCli, ExactModeIsBitIdenticalForOneTwoAndThreeRanksAtEveryLevel) {
     }
     EXPECT_EQ(valid[0].size(), 2u);
     EXPECT_TRUE(std::isfinite(valid[0].back()));
+  }
+}
+
+TEST_F(TrainCli, RowsSplitOverThreeFilesTrainBitIdenticallyToOneFile) {
+  // The training rows in three files of different lengths (one float64 and gzip-chunked, one
+  // chunked float32), named by a path and a pattern: the same run as on the one file, for P = 1,
+  // 2, 3, and the checkpoint records the files.
+  const RunResult split = run({"/usr/bin/python3", std::string(MDN_TEST_SOURCE_DIR) + "/tests/data/split_h5.py",
+                               dir_ / "train.h5", dir_.path()});
+  ASSERT_EQ(split.exit_code, 0) << split.all();
+  expect_ok(train(1, "one"), 1);
+  const Checkpoint one = final_checkpoint("one");
+  for (int np : {1, 2, 3}) {
+    const std::string run = "three-p" + std::to_string(np);
+    expect_ok(train(np, run, {"data.train=[part-a.h5, 'part-[bc].h5']"}), np);
+    const Checkpoint three = final_checkpoint(run);
+    EXPECT_EQ(three.params, one.params) << "parameters differ from the one-file run at P = " << np;
+    ASSERT_EQ(three.train_files.size(), 3u);
+    EXPECT_EQ(three.train_files[1].first, fs::weakly_canonical(dir_ / "part-b.h5").string());
+    EXPECT_EQ(three.train_files[0].second + three.train_files[1].second + three.train_files[2].second, 1037);
   }
 }
 

@@ -1,10 +1,12 @@
 // Checkpoints: self-describing, checksummed HDF5 files written atomically (README, "Checkpoints").
 //
-// Layout (format "mdn-checkpoint", format_version 2):
+// Layout (format "mdn-checkpoint", format_version 3):
 //   /                        attributes format, format_version, step, epoch, samples_seen,
 //                            world_size, config (resolved YAML), best_valid_nll (NaN: none),
 //                            cpu_level (the kernels' instruction-set level, cpu.hpp),
-//                            checksum, checksum_algorithm
+//                            permutation (the epochs' order: "feistel6", shuffle.hpp),
+//                            train_files (the training files, one line "<rows> <absolute path>"
+//                            each, in order), checksum, checksum_algorithm
 //   /model                   attributes input_dim, output_dim, components, activation, sigma,
 //                            sigma_min, hidden
 //   /model/layers/<i>/weight (out, in) float32, like torch.nn.Linear.weight; <i> = 0, 1, ...
@@ -15,8 +17,9 @@
 //
 // Checksum: xxh3-64 over the raw bytes of every dataset in lexicographic order of its path
 // (without the leading '/'), then step, epoch, samples_seen, world_size and the optimizer's step
-// as little-endian int64, best_valid_nll as float64, the config text, and (version 2) the
-// cpu_level text. Version 1 (no cpu_level) is still read, with its own checksum.
+// as little-endian int64, best_valid_nll as float64, the config text, (version 2) the
+// cpu_level text, and (version 3) the permutation and train_files texts. Versions 1 and 2 (no
+// cpu_level; no permutation, which was then Fisher-Yates) are still read, with their own checksums.
 //
 // Writing (rank 0): to "checkpoints/.step-XXXXXXXX.h5.tmp" (which no reader takes for a
 // checkpoint), close, fsync the file, rename, fsync the directory: a crash at any moment leaves
@@ -35,7 +38,7 @@
 
 namespace mdn {
 
-constexpr int kCheckpointFormatVersion = 2;  ///< written; 1 and 2 are read
+constexpr int kCheckpointFormatVersion = 3;  ///< written; 1 to 3 are read
 
 struct Checkpoint {
   std::int64_t step = 0;          ///< global batches consumed
@@ -55,6 +58,8 @@ struct Checkpoint {
   std::int64_t optimizer_steps = 0;
   std::vector<std::pair<std::string, Vec<float>>> optimizer_state;  ///< name, flat buffer
   std::string cpu_level;          ///< the level it was trained with ("x86-64-v3"); "" in version 1
+  std::string permutation;        ///< the epochs' order scheme ("fisher-yates" before version 3)
+  std::vector<std::pair<std::string, std::int64_t>> train_files;  ///< resolved path, rows (version 3)
   std::int64_t format_version = kCheckpointFormatVersion;  ///< as read
 };
 

@@ -122,12 +122,12 @@ class Comm {
   /// naming the step and phase; <= 0: wait forever.
   virtual void set_timeout(double /*seconds*/) {}
 
-  /// Row exchange (all-to-all). A row is `width` floats. To each rank t this rank sends the rows
-  /// of `send` whose indices send_rows[t] lists, in that order; from each rank s it receives
-  /// recv_counts[s] rows, stored contiguously in `recv`, blocks in rank order. Collective.
-  virtual void exchange_rows(const float* send, std::size_t width,
-                             const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
-                             const std::vector<std::int64_t>& recv_counts) = 0;
+  /// All-to-all of byte blocks, for data that travels in rounds of bounded size. To each rank t
+  /// this rank sends the send_bytes[t] bytes at send + t * room; from each rank s it receives into
+  /// recv + s * room, and recv_bytes[s] tells how many arrived. Blocks hold at most `room` bytes,
+  /// and P * room < 2^31. Collective.
+  virtual void exchange_blocks(const char* send, const std::size_t* send_bytes, char* recv,
+                               std::size_t* recv_bytes, std::size_t room) = 0;
 
   /// Concatenates every rank's bytes, in rank order, on `root` (empty elsewhere). Collective;
   /// any size.
@@ -168,9 +168,8 @@ class SelfComm final : public Comm {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   void barrier() override {}
-  void exchange_rows(const float* send, std::size_t width,
-                     const std::vector<std::vector<std::int32_t>>& send_rows, float* recv,
-                     const std::vector<std::int64_t>& recv_counts) override;
+  void exchange_blocks(const char* send, const std::size_t* send_bytes, char* recv, std::size_t* recv_bytes,
+                       std::size_t room) override;
   std::vector<char> gather(const void* data, std::size_t bytes, int root = 0) override;
 
  protected:

@@ -42,8 +42,8 @@ struct Config {
     std::optional<CpuLevel> cpu;  ///< none: auto
   } run;
   struct Data {
-    std::string train;
-    std::optional<std::string> valid;
+    std::vector<std::string> train;                 ///< files and glob patterns, in order
+    std::optional<std::vector<std::string>> valid;
     std::string x = "x";
     std::string y = "y";
     bool normalize = true;

@@ -5,13 +5,15 @@
 //   chunking and compression; a 1-D dataset is read as (N, 1).
 // - Rank r of P reads one contiguous hyperslab, rows [floor(rN/P), floor((r+1)N/P)); no rank
 //   reads the whole file.
-// - Epoch e uses a permutation of 0..N-1 drawn from (run.seed, e) by Fisher-Yates with mdn's own
-//   counter-based generator. Batch b is the rows at permutation positions [bB, (b+1)B); only the
-//   last batch may be short (kept or dropped per train.drop_last). Micro-batch j of batch b is
-//   positions [bB + jm, ...). Micro-batch g of the epoch (counting over all batches) belongs to
-//   rank g mod P. None of this depends on P except the dealing.
-// - Once per epoch each rank receives the rows of its micro-batches with one all-to-all
-//   exchange; rows held per rank (shard + received) stay at most 2 ceil(N/P) + m.
+// - Epoch e's order is IndexShuffle(N, run.seed, e) (shuffle.hpp): position p of the epoch holds
+//   row shuffle(p). Batch b is the rows at positions [bB, (b+1)B); only the last batch may be
+//   short (kept or dropped per train.drop_last). Micro-batch j of batch b is positions
+//   [bB + jm, ...). Micro-batch g of the epoch (counting over all batches) belongs to rank
+//   g mod P. None of this depends on P except the dealing.
+// - At the start of an epoch each rank sends every row of its shard to the rank whose
+//   micro-batch holds it (it finds the position with the shuffle's inverse), in rounds through
+//   buffers of bounded size; the receiver places it at its slot. No rank holds anything of size N:
+//   a rank holds its shard and its epoch's rows, about 2 N/P rows.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +32,7 @@ struct DatasetInfo {
   int rank = 0;          ///< 1 or 2
   std::size_t bytes = 0; ///< element size: 4 or 8
   std::string storage;   ///< "contiguous", "chunked", "chunked, gzip", ...
+  Index chunk_rows = 0;  ///< rows per chunk (0: not chunked)
 };
 
 struct DataFileInfo {
@@ -47,6 +50,34 @@ DataFileInfo inspect_data(const std::string& path, const std::string& x_name, co
                           const std::string& what, const std::string& x_origin = "",
                           const std::string& y_origin = "");
 
+/// Expands a list of paths and glob patterns into files, in order: a pattern's matches sorted
+/// bytewise. A pattern that matches nothing, a missing file, a directory, or a file named twice
+/// (also through another name) is an error naming it; `what` names the key (exit 2).
+std::vector<std::string> resolve_files(const std::vector<std::string>& entries, const std::string& what);
+
+/// The files of one dataset (data.train, data.valid, --data, --input): rows numbered over the
+/// files in order, as if they were one file. Files may differ in rows, chunking, compression and
+/// float type; D and L agree.
+struct DataSet {
+  std::vector<DataFileInfo> files;
+  std::vector<Index> first;  ///< the dataset row of each file's first row
+  Index rows = 0;
+  Index x_cols() const { return files.front().x.cols; }
+  Index y_cols() const { return files.front().y.name.empty() ? 0 : files.front().y.cols; }
+  /// The file holding dataset row `row`.
+  std::size_t file_of(Index row) const;
+  /// The files as a checkpoint records them: absolute canonical path and rows, in order.
+  std::vector<std::pair<std::string, std::int64_t>> recorded() const;
+};
+
+/// Resolves `entries` and inspects every file (inspect_data); a file whose D or L differs from the
+/// first file's is one error naming both. Throws mdn::Error (exit 2).
+DataSet inspect_dataset(const std::vector<std::string>& entries, const std::string& x_name,
+                        const std::string& y_name, const std::string& what, const std::string& x_origin = "",
+                        const std::string& y_origin = "");
+/// A dataset of the one file `path` (tests).
+DataSet one_file(const DataFileInfo& file);
+
 /// Rows [begin, end) of a dataset.
 struct RowRange {
   Index begin = 0;
@@ -59,18 +90,6 @@ RowRange shard_of(Index N, int P, int r);
 /// The rank whose shard holds `row`.
 int owner_of(Index row, Index N, int P);
 
-/// Rows `range` of x and y, transposed: x (D, n) and y (L, n) column-major, in double. One
-/// hyperslab read per dataset. Checks every value is finite; the first non-finite row (global
-/// index) is returned in bad_row (-1 when none).
-struct RawRows {
-  Eigen::MatrixXd x;
-  Eigen::MatrixXd y;
-  Index bad_row = -1;
-  std::string bad_dataset;
-  int hyperslab_reads = 0;  ///< H5Dread calls made, one per dataset (instrumentation for tests)
-};
-RawRows read_rows(const DataFileInfo& file, RowRange range);
-
 /// Per-column standardisation: x_n = (x - mean) / std, population std (ddof 0), std = 1 where the
 /// column is constant.
 struct Normalization {
@@ -82,14 +101,20 @@ struct Normalization {
   double log_det_y() const;
 };
 
-/// Statistics of the rows held by all ranks, with exact sums: identical for any P. Collective.
-Normalization compute_normalization(const RawRows& rows, Comm& comm);
+/// What reading a shard did (instrumentation for tests and the benchmark).
+struct ReadStats {
+  std::int64_t bytes = 0;    ///< bytes of values requested from the files (stored type)
+  int passes = 1;            ///< 2 when a float64 dataset was read again to normalise it
+};
 
-/// Reads this rank's shard of a file (collectively settling errors: a non-finite value is
-/// reported once with its file, dataset and first bad row) and returns it normalised as
-/// (D + L, n) float, x rows first.
-Mat<float> read_shard(const DataFileInfo& file, RowRange range, Comm& comm,
-                      const Normalization* norm, Normalization* computed);
+/// Reads rows `range` of the dataset (a rank's shard, across file boundaries) into a (D + L, n)
+/// float array, x rows first, normalised with `norm`, or with the statistics of every rank's rows
+/// computed exactly (ExactMoments) into `computed`, or not at all (both null). float32 datasets
+/// are read straight into the array; float64 ones in slabs of whole chunks, converted after
+/// normalising in double (a second pass over them when the statistics are computed). A NaN or
+/// Inf is reported once with its file, dataset and first bad row. Collective.
+Mat<float> read_shard(const DataSet& data, RowRange range, Comm& comm, const Normalization* norm,
+                      Normalization* computed, ReadStats* stats = nullptr);
 
 struct BatchSpec {
   Index rows = 0;        ///< N
@@ -105,10 +130,7 @@ struct BatchSpec {
   Index batch_rows(Index b) const { return std::min(batch, rows_per_epoch() - b * batch); }
 };
 
-/// The epoch's permutation of 0..N-1 (identical on every rank, for any P).
-std::vector<std::int64_t> epoch_permutation(Index N, std::uint64_t seed, std::int64_t epoch);
-
-/// The training rows of this rank, redistributed every epoch into its micro-batches.
+/// The training rows of this rank, dealt every epoch into its micro-batches.
 class TrainData {
  public:
   /// shard: (W = D + L, n) float rows [range) of the N rows; spec: batching.
@@ -121,10 +143,10 @@ class TrainData {
     Index index;     ///< micro-batch index within its batch
     Index global;    ///< g, over the epoch
     Index rows;      ///< <= m
-    Index first;     ///< first entry in the rank's row order
+    Index first;     ///< its first row's column in the rank's epoch rows
   };
 
-  /// Permutes and exchanges the rows of epoch `epoch`. Collective.
+  /// Deals the rows of epoch `epoch`. Collective.
   void start_epoch(std::int64_t epoch);
 
   const BatchSpec& spec() const { return spec_; }
@@ -135,10 +157,14 @@ class TrainData {
   /// Copies micro-batch `mb` into x (D, >= rows) and y (L, >= rows), leading columns.
   void load(const Micro& mb, Eigen::Ref<Mat<float>> x, Eigen::Ref<Mat<float>> y) const;
 
-  /// Rows this rank read from the file, and the most rows it has held at once (shard plus
-  /// received), for the memory promise.
+  /// Rows this rank read from the file, and the most rows it holds (shard plus the epoch's
+  /// rows), for the memory promise.
   Index rows_read() const { return shard_.cols(); }
-  Index max_rows_held() const { return max_held_; }
+  Index max_rows_held() const { return shard_.cols() + rows_.cols(); }
+  /// Rounds of the last epoch's exchange (instrumentation for tests and the benchmark).
+  int exchange_rounds() const { return rounds_; }
+  /// Records per destination in one round of the exchange (a test may shrink it).
+  void set_round_records(Index records) { round_records_ = records; }
 
  private:
   Comm& comm_;
@@ -146,10 +172,10 @@ class TrainData {
   RowRange range_;
   Index D_, L_;
   BatchSpec spec_;
-  Mat<float> received_;    // (W, capacity) rows of this epoch's micro-batches, by source rank
-  std::vector<Index> order_;  // row order: order_[k] is the k-th needed row's column in received_
+  Mat<float> rows_;        // (W, capacity): the epoch's rows of this rank's micro-batches, in order
   std::vector<std::vector<Micro>> by_batch_;
-  Index max_held_ = 0;
+  Index round_records_ = 0;
+  int rounds_ = 0;
 };
 
 }  // namespace mdn

@@ -76,3 +76,51 @@ std::vector<double> exact_sums_of(Index F, Index n, const Value& value, Comm& co
 }
 
 }  // namespace mdn
+
+namespace mdn {
+
+/// Exact mean and variance of F columns in one pass over the values (a stream of slabs read from
+/// a file need not be read twice), for normalisation statistics.
+///
+/// Every finite double is an integer times a power of two, x = M 2^E, and so is its square,
+/// M^2 2^(2E) (M^2 split in three parts of at most 54 bits). Each part is added, shifted, into a
+/// 128-bit bucket for its 32-bit slice of exponents: no rounding at all, in any order, on any rank.
+/// finish() adds the ranks' buckets (32-bit limbs, one MPI_SUM), and then, in a fixed-point integer
+/// of some 4300 bits:
+///   mean = round(round(sum x) / N)
+///   var  = round(round(sum x^2 - 2 mean sum x + N mean^2) / N)  (= sum (x - mean)^2 exactly)
+/// where round() is to the nearest double. std = sqrt(var), or 1 for a constant column. The
+/// result is therefore the same for any P and any order of the rows. Up to 2^42 values per column.
+class ExactMoments {
+ public:
+  explicit ExactMoments(Index columns);
+
+  /// Adds value v of column f (finite: the caller checks).
+  void add(Index f, double v);
+  /// Adds the (columns x n) values of a column-major array whose column j is a row of the data.
+  template <class S>
+  void add_rows(const S* values, Index stride, Index n, Index first_column = 0, Index columns = -1) {
+    const Index F = columns < 0 ? columns_ : columns;
+    for (Index j = 0; j < n; ++j)
+      for (Index f = 0; f < F; ++f) add(first_column + f, static_cast<double>(values[j * stride + f]));
+  }
+  Index columns() const { return columns_; }
+
+  /// Over every rank's values (collective): the mean and population std of each column, and the
+  /// number of values N (every column has the same).
+  void finish(std::int64_t N, Comm& comm, Eigen::VectorXd& mean, Eigen::VectorXd& stddev);
+
+  static constexpr int kBuckets = 136;  ///< 32-bit slices from 2^kLowest up to beyond 2^2100
+  static constexpr int kLowest = -2176; ///< below the smallest square of a double, 2^-2148
+
+ private:
+  __extension__ typedef __int128 Int;
+  void put(Int* buckets, std::int64_t value, int exponent) {
+    const int at = exponent - kLowest;
+    buckets[at >> 5] += static_cast<Int>(value) << (at & 31);
+  }
+  Index columns_;
+  std::vector<Int> sum_, square_;  // (columns x kBuckets) each
+};
+
+}  // namespace mdn

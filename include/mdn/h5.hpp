@@ -134,6 +134,8 @@ Shape dataset_shape(const Handle& dataset, std::string_view what, Exit code);
 Handle stored_type(const Handle& dataset, std::string_view what, Exit code);
 /// How a dataset is stored: "contiguous", "chunked" or "compact", then its filters (", gzip", ...).
 std::string dataset_storage(const Handle& dataset, std::string_view what, Exit code);
+/// Rows per chunk of a chunked dataset (its first dimension's chunk size); 0 when not chunked.
+hsize_t chunk_rows(const Handle& dataset, std::string_view what, Exit code);
 
 /// Reads a whole attribute or dataset into `out` (shape.points() elements), converted by HDF5 to
 /// `mem_type`.

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "mdn/comm.hpp"
 
@@ -17,7 +18,7 @@ namespace mdn {
 
 struct EvalOptions {
   std::string checkpoint;
-  std::string data;
+  std::vector<std::string> data;  ///< files and glob patterns (as data.train)
   std::string x;  ///< empty: the checkpoint's data.x
   std::string y;  ///< empty: the checkpoint's data.y
   std::string cpu = "auto";  ///< the kernels' level, as run.cpu
@@ -29,7 +30,7 @@ int eval_command(const EvalOptions& o, Comm& comm);
 /// The files of a command that runs a model over the rows of an input file.
 struct ModelInputs {
   std::string checkpoint;
-  std::string input;
+  std::vector<std::string> input;  ///< files and glob patterns (as data.train)
   std::string x;  ///< dataset of inputs; empty: the checkpoint's data.x
   std::string output;
   std::string cpu = "auto";  ///< the kernels' level, as run.cpu

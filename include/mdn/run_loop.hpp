@@ -131,6 +131,8 @@ class RunLoop {
     Clock::time_point start;
   } interval_;
   Clock::time_point run_start_;
+  double epoch_start_seconds_ = 0;  // in TrainData::start_epoch, this run
+  std::int64_t epoch_starts_ = 0;
   Clock::time_point last_checkpoint_time_;
   std::int64_t first_step_ = 0;
   std::int64_t first_samples_ = 0;
