@@ -141,6 +141,30 @@ double dequantize(const std::int64_t* acc, S* out, Index n, double factor) {
   return sum;
 }
 
+/// out[i] = (S)(rint((double)x[i] * scale) * factor), rounding to nearest even.
+template <class S>
+void round_one(const S* x, S* out, Index n, double scale, double factor) {
+  Index i = 0;
+  if constexpr (std::is_same_v<S, float>) {
+#if defined(__AVX512F__)
+    const __m512d s = _mm512_set1_pd(scale), f = _mm512_set1_pd(factor);
+    for (; i + 8 <= n; i += 8) {
+      const __m512d v = _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), s);
+      const __m512d r = _mm512_roundscale_pd(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _mm256_storeu_ps(out + i, _mm512_cvtpd_ps(_mm512_mul_pd(r, f)));
+    }
+#elif defined(__AVX__)
+    const __m256d s = _mm256_set1_pd(scale), f = _mm256_set1_pd(factor);
+    for (; i + 4 <= n; i += 4) {
+      const __m256d v = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), s);
+      const __m256d r = _mm256_round_pd(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _mm_storeu_ps(out + i, _mm256_cvtpd_ps(_mm256_mul_pd(r, f)));
+    }
+#endif
+  }
+  for (; i < n; ++i) out[i] = static_cast<S>(std::nearbyint(static_cast<double>(x[i]) * scale) * factor);
+}
+
 template <class S>
 double round_trip(const S* const* x, int count, Index offset, S* out, Index n, double scale, double factor) {
   // dequantize's chunk: each call's sum of squares is that chunk's, added in the same order.
@@ -149,8 +173,16 @@ double round_trip(const S* const* x, int count, Index offset, S* out, Index n, d
   double sum = 0;
   for (Index i0 = 0; i0 < n; i0 += kChunk) {
     const Index len = std::min(kChunk, n - i0);
-    quantize(x, count, offset + i0, acc, len, scale);
-    sum += dequantize(acc, out + i0, len, factor);
+    if (count == 1 && std::is_same_v<S, float>) {
+      // One source: the integer never needs int64. rint(v) is the integer llrint(v) gives, as a
+      // double (an integer-valued double below 2^63 converts to int64 and back exactly), so
+      // rint(x scale) factor has the two passes' bits, in vector registers at every level.
+      round_one(x[0] + offset + i0, out + i0, len, scale, factor);
+      sum += sum_squares(out + i0, len);
+    } else {
+      quantize(x, count, offset + i0, acc, len, scale);
+      sum += dequantize(acc, out + i0, len, factor);
+    }
   }
   return sum;
 }

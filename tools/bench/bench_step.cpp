@@ -55,7 +55,6 @@ int main(int argc, char** argv) {
     const Mat<float> x = Mat<float>::Random(s.input_dim, n), y = Mat<float>::Random(s.output_dim, n);
     Optimizer<float> opt(OptimizerSpec{}, layout, level);
     const Kernels<float>& k = kernels<float>(level);
-    std::vector<std::int64_t> acc(static_cast<std::size_t>(layout.size()));
     auto median_ms = [](auto f) {
       for (int i = 0; i < 3; ++i) f();
       std::vector<double> t;
@@ -72,19 +71,20 @@ int main(int argc, char** argv) {
     const double adam = median_ms([&] { opt.step(p.data(), g.data(), 1e-12); });
     const double norm = median_ms([&] { l2_norm(level, g.data(), g.size()); });
     const float* held[1] = {g.data()};
+    // The exact reduction on one rank: the maximum, then each value rounded to the quantum and
+    // divided in one pass (round_trip), into the mean gradient.
+    Vec<float> mean(layout.size());
     const double quant = median_ms([&] {
       k.max_abs(g.data(), g.size());
-      k.quantize(held, 1, 0, acc.data(), g.size(), 1024.0);
-      k.dequantize(acc.data(), g.data(), g.size(), 1.0 / 1024.0);
+      k.round_trip(held, 1, 0, mean.data(), g.size(), 1024.0, 1.0 / 1024.0);
     });
     // The step's work in sequence, as the trainer does it for one micro-batch per step: the caches
     // hold what the reduction and the optimizer touched last, not the network's buffers.
     const double step = median_ms([&] {
       net.loss_and_grad(p.data(), x, y, g.data());
       k.max_abs(g.data(), g.size());
-      k.quantize(held, 1, 0, acc.data(), g.size(), 1024.0);
-      k.dequantize(acc.data(), g.data(), g.size(), 1.0 / 1024.0);
-      opt.step(p.data(), g.data(), 1e-12);
+      k.round_trip(held, 1, 0, mean.data(), g.size(), 1024.0, 1.0 / 1024.0);
+      opt.step(p.data(), mean.data(), 1e-12);
     });
     std::printf("%-10s forward+backward %7.3f ms (%6.1f GFLOP/s)  forward %7.3f ms  adam %6.3f ms  norm %6.3f ms  "
                 "quantise %6.3f ms  whole step %7.3f ms (%6.1f GFLOP/s)\n",
