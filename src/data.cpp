@@ -439,8 +439,8 @@ TrainData::TrainData(Comm& comm, Mat<float> shard, RowRange range, Index input_d
 void TrainData::start_epoch(std::int64_t epoch) {
   const int P = comm_.size();
   const int me = comm_.rank();
-  const Index W = D_ + L_, B = spec_.batch, m = spec_.micro, per_batch = B / m;
-  const Index used = spec_.rows_per_epoch(), n = shard_.cols();
+  const Index W = D_ + L_, m = spec_.micro;
+  const auto used = static_cast<std::uint64_t>(spec_.rows_per_epoch());
   const IndexShuffle order(static_cast<std::uint64_t>(spec_.rows), spec_.seed,
                            rng::kPermutation + static_cast<std::uint64_t>(epoch));
   // A record: the row's W floats, then its column at the receiver (as 4 bytes).
@@ -450,39 +450,68 @@ void TrainData::start_epoch(std::int64_t epoch) {
   std::vector<char> send(P > 1 ? room * static_cast<std::size_t>(P) : 0), recv(send.size());
   std::vector<std::size_t> sent(static_cast<std::size_t>(P)), got(static_cast<std::size_t>(P));
   std::vector<Index> fill(static_cast<std::size_t>(P));
-  Index i = 0;
+  const auto destination = [&](std::uint64_t pos, std::size_t& dest, std::uint32_t& col) {
+    // m divides B, so micro-batch g = pos / m of the epoch holds pos, at pos % m.
+    const std::uint64_t g = pos / static_cast<std::uint64_t>(m);
+    const std::uint64_t k = g / static_cast<std::uint64_t>(P);
+    dest = static_cast<std::size_t>(g - k * static_cast<std::uint64_t>(P));
+    col = static_cast<std::uint32_t>(k * static_cast<std::uint64_t>(m) + (pos - g * static_cast<std::uint64_t>(m)));
+  };
+  // The shard's rows with their positions, in the stream's order, a batch at a time (their local
+  // destinations fetched ahead); a row whose destination's block is full waits for the next round.
+  InverseStream rows(order, static_cast<std::uint64_t>(range_.begin), static_cast<std::uint64_t>(range_.end));
+  constexpr int kBatch = IndexShuffle::kBlock;
+  std::uint64_t batch_row[kBatch], batch_pos[kBatch];
+  int count = 0, at = 0;
+  bool exhausted = false;
   rounds_ = 0;
   for (;;) {
     std::fill(fill.begin(), fill.end(), 0);
-    for (; i < n; ++i) {
-      const auto pos = static_cast<Index>(order.inverse(static_cast<std::uint64_t>(range_.begin + i)));
+    for (;; ++at) {
+      if (at == count) {
+        count = at = 0;
+        while (count < kBatch && rows.next(batch_row[count], batch_pos[count])) ++count;
+        if (count == 0) {
+          exhausted = true;
+          break;
+        }
+        for (int k = 0; k < count; ++k) {
+          std::size_t dest = 0;
+          std::uint32_t col = 0;
+          if (batch_pos[k] >= used) continue;
+          destination(batch_pos[k], dest, col);
+          if (static_cast<int>(dest) == me) __builtin_prefetch(rows_.col(col).data(), 1);
+        }
+      }
+      const std::uint64_t pos = batch_pos[at];
       if (pos >= used) continue;  // dropped by train.drop_last
-      const Index g = pos / B * per_batch + pos % B / m;
-      const auto dest = static_cast<std::size_t>(g % P);
-      const auto col = static_cast<std::uint32_t>(g / P * m + pos % m);
+      std::size_t dest = 0;
+      std::uint32_t col = 0;
+      destination(pos, dest, col);
+      const float* src = shard_.col(static_cast<Index>(batch_row[at]) - range_.begin).data();
       if (static_cast<int>(dest) == me) {
-        rows_.col(col) = shard_.col(i);
+        std::memcpy(rows_.col(col).data(), src, static_cast<std::size_t>(W) * sizeof(float));
         continue;
       }
       if (fill[dest] == cap) break;  // this destination's block is full: exchange first
-      char* at = send.data() + dest * room + static_cast<std::size_t>(fill[dest]++ * record);
-      std::memcpy(at, shard_.col(i).data(), static_cast<std::size_t>(W) * sizeof(float));
-      std::memcpy(at + W * sizeof(float), &col, sizeof(col));
+      char* to = send.data() + dest * room + static_cast<std::size_t>(fill[dest]++ * record);
+      std::memcpy(to, src, static_cast<std::size_t>(W) * sizeof(float));
+      std::memcpy(to + W * sizeof(float), &col, sizeof(col));
     }
     if (P == 1) break;
     for (int t = 0; t < P; ++t) sent[static_cast<std::size_t>(t)] = static_cast<std::size_t>(fill[static_cast<std::size_t>(t)] * record);
     comm_.exchange_blocks(send.data(), sent.data(), recv.data(), got.data(), room);
     ++rounds_;
     for (int s = 0; s < P; ++s) {
-      const char* block = recv.data() + static_cast<std::size_t>(s) * room;
-      for (std::size_t at = 0; at < got[static_cast<std::size_t>(s)]; at += static_cast<std::size_t>(record)) {
+      const char* from = recv.data() + static_cast<std::size_t>(s) * room;
+      for (std::size_t off = 0; off < got[static_cast<std::size_t>(s)]; off += static_cast<std::size_t>(record)) {
         std::uint32_t col = 0;
-        std::memcpy(&col, block + at + W * sizeof(float), sizeof(col));
+        std::memcpy(&col, from + off + W * sizeof(float), sizeof(col));
         MDN_CHECK(col < rows_.cols());
-        std::memcpy(rows_.col(col).data(), block + at, static_cast<std::size_t>(W) * sizeof(float));
+        std::memcpy(rows_.col(col).data(), from + off, static_cast<std::size_t>(W) * sizeof(float));
       }
     }
-    if (comm_.max<std::int64_t>(n - i) == 0) break;
+    if (comm_.max<std::int64_t>(exhausted ? 0 : 1) == 0) break;
   }
 }
 

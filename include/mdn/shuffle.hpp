@@ -5,8 +5,10 @@
 //
 //   n bits = ceil(log2 N) (at least 2); a position x < 2^n goes through 6 Feistel rounds; round i
 //   splits x into a high part h and a low part l of w_i bits (w_0 = floor(n/2), w_{i+1} = n - w_i)
-//   and gives x' = l * 2^(n - w_i) + (h XOR F_i(l) mod 2^(n - w_i)), with
-//   F_i(v) = mix(v XOR k_i), k_i = rng::bits(seed, stream, i), mix = SplitMix64's finaliser.
+//   and gives x' = l * 2^(n - w_i) + (h XOR F_i(l)), with the multiply-shift hash
+//   F_i(v) = ((v XOR k_i) a_i mod 2^64) >> (64 - (n - w_i)) (Dietzfelbinger's universal family: the
+//   top bits of the product), k_i = rng::bits(seed, stream, 2i), a_i = rng::bits(seed, stream,
+//   2i + 1) with its lowest bit set.
 //   Each round is a bijection of [0, 2^n); a result >= N goes through the rounds again (cycle
 //   walking, as in Grain's index_shuffle and TensorFlow's random_index_shuffle), which gives a
 //   bijection of [0, N). As 2^n < 2N, fewer than two passes are needed on average.
@@ -44,18 +46,35 @@ class IndexShuffle {
   }
   std::uint64_t size() const { return n_; }
 
+  /// decrypt() of kBlock values in lock step (no branch: their dependency chains overlap, where
+  /// one value alone waits on each round's multiply).
+  static constexpr int kBlock = 16;
+  void decrypt_lanes(std::uint64_t* x) const {
+    int w = kRounds % 2 == 0 ? low_ : bits_ - low_;
+    for (int i = kRounds - 1; i >= 0; --i) {
+      const int hw = w, wi = bits_ - hw;
+      const std::uint64_t m = mask(hw), key = key_[static_cast<std::size_t>(i)], mul = mul_[static_cast<std::size_t>(i)];
+      const int down = 64 - hw;
+      for (int k = 0; k < kBlock; ++k) {
+        const std::uint64_t l = x[k] >> hw;
+        const std::uint64_t h = (x[k] & m) ^ (((l ^ key) * mul) >> down);
+        x[k] = (h << wi) | l;
+      }
+      w = wi;
+    }
+  }
+
  private:
-  static std::uint64_t mix(std::uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+  /// Round i's hash of v, `width` bits.
+  std::uint64_t f(int i, std::uint64_t v, int width) const {
+    return ((v ^ key_[static_cast<std::size_t>(i)]) * mul_[static_cast<std::size_t>(i)]) >> (64 - width);
   }
   std::uint64_t encrypt(std::uint64_t x) const {
     int w = low_;
     for (int i = 0; i < kRounds; ++i) {
       const int hw = bits_ - w;  // the high part's width
       const std::uint64_t l = x & mask(w), h = x >> w;
-      x = (l << hw) | ((h ^ mix(l ^ key_[i])) & mask(hw));
+      x = (l << hw) | (h ^ f(i, l, hw));
       w = hw;
     }
     return x;
@@ -67,7 +86,7 @@ class IndexShuffle {
       const int hw = w;          // round i produced (l << hw) | ..., where hw = bits_ - w_i
       const int wi = bits_ - hw;
       const std::uint64_t l = x >> hw;
-      const std::uint64_t h = (x ^ mix(l ^ key_[i])) & mask(hw);
+      const std::uint64_t h = (x & mask(hw)) ^ f(i, l, hw);
       x = (h << wi) | l;
       w = wi;
     }
@@ -78,7 +97,57 @@ class IndexShuffle {
   std::uint64_t n_;
   int bits_ = 2;
   int low_ = 1;
-  std::array<std::uint64_t, kRounds> key_{};
+  std::array<std::uint64_t, kRounds> key_{}, mul_{};
+};
+
+/// The positions of rows [first, last) under a shuffle, in an order of their own: kBlock rows walk
+/// through the rounds in lock step, and a lane whose row has found its position takes the next
+/// row, so that no lane idles while another walks on.
+class InverseStream {
+ public:
+  InverseStream(const IndexShuffle& s, std::uint64_t first, std::uint64_t last) : s_(s), next_(first), last_(last) {
+    for (int k = 0; k < IndexShuffle::kBlock; ++k) refill(k);
+  }
+  /// The next row and its position; false once every row has come out.
+  bool next(std::uint64_t& row, std::uint64_t& pos) {
+    while (ready_ == taken_) {
+      if (live_ == 0) return false;
+      advance();
+    }
+    row = ready_row_[taken_];
+    pos = ready_pos_[taken_];
+    ++taken_;
+    return true;
+  }
+
+ private:
+  void refill(int k) {
+    if (next_ < last_) {
+      row_[k] = next_;
+      x_[k] = next_++;
+      ++live_;
+    } else {
+      row_[k] = kNone;
+      x_[k] = 0;
+    }
+  }
+  void advance() {
+    s_.decrypt_lanes(x_);
+    ready_ = taken_ = 0;
+    for (int k = 0; k < IndexShuffle::kBlock; ++k) {
+      if (row_[k] == kNone || x_[k] >= s_.size()) continue;  // idle, or walking on
+      ready_row_[ready_] = row_[k];
+      ready_pos_[ready_++] = x_[k];
+      --live_;
+      refill(k);
+    }
+  }
+  static constexpr std::uint64_t kNone = ~0ULL;
+  const IndexShuffle& s_;
+  std::uint64_t next_, last_;
+  std::uint64_t row_[IndexShuffle::kBlock], x_[IndexShuffle::kBlock];
+  std::uint64_t ready_row_[IndexShuffle::kBlock], ready_pos_[IndexShuffle::kBlock];
+  int ready_ = 0, taken_ = 0, live_ = 0;
 };
 
 }  // namespace mdn
