@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 
 #include "mdn/detmath.hpp"
@@ -295,8 +296,29 @@ void for_each_slab(const Piece& p, std::int64_t& bytes, const Use& use) {
 
 }  // namespace
 
+namespace {
+
+/// Bytes this process has read through system calls (HDF5's preads among them); 0 where Linux's
+/// /proc/self/io is missing.
+std::int64_t io_read_bytes() {
+  std::ifstream io("/proc/self/io");
+  for (std::string line; std::getline(io, line);)
+    if (line.rfind("rchar:", 0) == 0) return std::stoll(line.substr(6));
+  return 0;
+}
+
+}  // namespace
+
 Mat<float> read_shard(const DataSet& data, RowRange range, Comm& comm, const Normalization* norm,
                       Normalization* computed, ReadStats* stats) {
+  const std::int64_t io_start = io_read_bytes();
+  struct IoCount {
+    const std::int64_t& start;
+    ReadStats*& stats;
+    ~IoCount() {
+      if (stats != nullptr) stats->io_bytes = io_read_bytes() - start;
+    }
+  } io_count{io_start, stats};
   const Index D = data.x_cols(), L = data.y_cols(), W = D + L, n = range.size();
   ReadStats local_stats;
   ReadStats& st = stats != nullptr ? *stats : local_stats;

@@ -338,6 +338,7 @@ void RunLoop::write_summary() {
   const double read = comm_.max(p_.read_seconds);
   const double epoch_start = comm_.max(epoch_start_seconds_);
   const std::int64_t bytes_read = comm_.max<std::int64_t>(p_.train_read.bytes);
+  const std::int64_t io_read = comm_.max<std::int64_t>(p_.train_read.io_bytes);
   if (!comm_.is_root()) return;
   std::vector<double> rss(bytes.size() / sizeof(double));
   std::memcpy(rss.data(), bytes.data(), bytes.size());
@@ -346,7 +347,7 @@ void RunLoop::write_summary() {
   json rec = {{"kind", "summary"}, {"step", step_}, {"steps_this_run", steps}, {"seconds", seconds},
               {"samples_per_s", seconds > 0 ? static_cast<double>(samples_seen_ - first_samples_) / seconds : 0.0},
               {"t_read", read}, {"t_epoch_start", epoch_start}, {"epoch_starts", epoch_starts_},
-              {"train_bytes_read", bytes_read}, {"train_read_passes", p_.train_read.passes},
+              {"train_bytes_read", bytes_read}, {"train_io_bytes", io_read}, {"train_read_passes", p_.train_read.passes},
               {"peak_rss_mib", rss}, {"estimated_peak_mib", p_.memory.total_mib()}, {"ranks", comm_.size()}};
   metrics_.write(rec);
   std::printf("summary: %lld steps in %.1f s, reading and normalising the data %.2f s, starting epochs %.2f s; peak "

@@ -3,6 +3,7 @@
 // metrics.jsonl and the progress lines.
 #include "mdn/build_info.hpp"
 #include "mdn/cpu.hpp"
+#include "support/h5_files.hpp"
 #include "support/levels.hpp"
 #include "support/train_fixture.hpp"
 #include "test_paths.hpp"
@@ -70,6 +71,43 @@ TEST_F(TrainCli, RowsSplitOverThreeFilesTrainBitIdenticallyToOneFile) {
     ASSERT_EQ(three.train_files.size(), 3u);
     EXPECT_EQ(three.train_files[1].first, fs::weakly_canonical(dir_ / "part-b.h5").string());
     EXPECT_EQ(three.train_files[0].second + three.train_files[1].second + three.train_files[2].second, 1037);
+  }
+  // mdn check lists the files with their rows, the rows per rank and the memory estimate.
+  const RankedRun check = run_mdn_ranks(dir_.path(), 2, {"check", "cfg.yaml", "--set", "run.dir=c",
+                                                          "--set", "data.train=[part-a.h5, 'part-[bc].h5']"});
+  expect_ok(check, 2);
+  for (const std::string s : {"train      3 files, 1037 rows", "  rows 0..466: part-a.h5", "  rows 466..777: part-b.h5",
+                              "  rows 777..1037: part-c.h5", "ranks      P = 2: each reads 518..519 rows",
+                              "memory     about "})
+    EXPECT_NE(check.result.out.find(s), std::string::npos) << s << "\n" << check.result.out;
+}
+
+TEST_F(TrainCli, PeakMemoryPerRankStaysWithinItsBound) {
+  // 3 M rows of one input and one output (float32: 24 MB): the peak RSS of each rank within 3 x
+  // its share of the data in float32 + 64 MiB (README, "Input data"), at P = 1 and 3.
+  const Index N = 3'000'000;
+  {
+    std::vector<float> x(static_cast<std::size_t>(N)), y(static_cast<std::size_t>(N));
+    for (Index i = 0; i < N; ++i) {
+      x[static_cast<std::size_t>(i)] = static_cast<float>(i % 1000) * 0.001f;
+      y[static_cast<std::size_t>(i)] = static_cast<float>(i % 7);
+    }
+    write_xy(dir_ / "big.h5", x, 1, y, 1);
+  }
+  for (int np : {1, 3}) {
+    const std::string run = "mem-p" + std::to_string(np);
+    expect_ok(train(np, run, {"data.train=big.h5", "data.valid=null", "model.hidden=[8]", "model.components=2",
+                              "train.epochs=null", "train.max_steps=2", "train.batch_size=256", "train.micro_batch=256"}),
+              np);
+    json summary;
+    for (const json& rec : metrics(run))
+      if (rec["kind"] == "summary") summary = rec;
+    ASSERT_TRUE(summary.contains("peak_rss_mib")) << summary.dump();
+    const double share_mib = static_cast<double>((N + np - 1) / np) * 2 * 4 / (1 << 20);
+    ASSERT_EQ(summary["peak_rss_mib"].size(), static_cast<std::size_t>(np));
+    for (const json& rss : summary["peak_rss_mib"])
+      EXPECT_LE(rss.get<double>(), 3 * share_mib + 64) << "P = " << np << ", share " << share_mib << " MiB";
+    EXPECT_GT(summary["estimated_peak_mib"].get<double>(), 2 * share_mib);
   }
 }
 

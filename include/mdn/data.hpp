@@ -105,6 +105,7 @@ struct Normalization {
 struct ReadStats {
   std::int64_t bytes = 0;    ///< bytes of values requested from the files (stored type)
   int passes = 1;            ///< 2 when a float64 dataset was read again to normalise it
+  std::int64_t io_bytes = 0; ///< bytes the process read from files meanwhile (/proc/self/io rchar)
 };
 
 /// Reads rows `range` of the dataset (a rank's shard, across file boundaries) into a (D + L, n)
