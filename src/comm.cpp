@@ -82,11 +82,11 @@ std::unique_ptr<IntegerSum> Comm::integer_sum(const IntegerSumSpec& spec, const 
   return std::make_unique<AllreduceSum>(*this, spec);
 }
 
-void SelfComm::exchange_blocks(const char* send, const std::size_t* send_bytes, char* recv,
-                               std::size_t* recv_bytes, std::size_t room) {
-  MDN_CHECK(send_bytes[0] <= room);
-  std::memcpy(recv, send, send_bytes[0]);
-  recv_bytes[0] = send_bytes[0];
+void SelfComm::exchange_bytes(const char* send, const std::vector<std::size_t>& offsets, std::vector<char>& recv,
+                              std::vector<std::size_t>& recv_offsets) {
+  MDN_CHECK(offsets.size() == 2);
+  recv.assign(send + offsets[0], send + offsets[1]);
+  recv_offsets = {0, recv.size()};
 }
 
 std::vector<char> SelfComm::gather(const void* data, std::size_t bytes, int root) {
@@ -194,23 +194,27 @@ void MpiComm::barrier() {
   wait(r, "MPI_Ibarrier");
 }
 
-void MpiComm::exchange_blocks(const char* send, const std::size_t* send_bytes, char* recv,
-                              std::size_t* recv_bytes, std::size_t room) {
+void MpiComm::exchange_bytes(const char* send, const std::vector<std::size_t>& offsets, std::vector<char>& recv,
+                             std::vector<std::size_t>& recv_offsets) {
   const auto P = static_cast<std::size_t>(size_);
-  MDN_CHECK(P * room < static_cast<std::size_t>(INT_MAX));
-  std::vector<std::uint64_t> out(send_bytes, send_bytes + P), in(P, 0);
+  MDN_CHECK(offsets.size() == P + 1 && offsets[P] < static_cast<std::size_t>(INT_MAX));
+  std::vector<std::uint64_t> out(P), in(P, 0);
+  for (std::size_t t = 0; t < P; ++t) out[t] = offsets[t + 1] - offsets[t];
   MPI_Request req;
   check_mpi(MPI_Ialltoall(out.data(), 1, MPI_UINT64_T, in.data(), 1, MPI_UINT64_T, comm_, &req), "MPI_Ialltoall");
   wait(req, "MPI_Ialltoall");
-  std::vector<int> scounts(P), rcounts(P), displs(P);
+  recv_offsets.assign(P + 1, 0);
+  for (std::size_t s = 0; s < P; ++s) recv_offsets[s + 1] = recv_offsets[s] + in[s];
+  if (recv_offsets[P] >= static_cast<std::size_t>(INT_MAX)) throw run_error("row exchange: 2 GiB or more to receive at once");
+  recv.resize(recv_offsets[P]);
+  std::vector<int> scounts(P), sdispls(P), rcounts(P), rdispls(P);
   for (std::size_t t = 0; t < P; ++t) {
-    MDN_CHECK(out[t] <= room && in[t] <= room);
     scounts[t] = static_cast<int>(out[t]);
+    sdispls[t] = static_cast<int>(offsets[t]);
     rcounts[t] = static_cast<int>(in[t]);
-    displs[t] = static_cast<int>(t * room);
-    recv_bytes[t] = in[t];
+    rdispls[t] = static_cast<int>(recv_offsets[t]);
   }
-  check_mpi(MPI_Ialltoallv(send, scounts.data(), displs.data(), MPI_BYTE, recv, rcounts.data(), displs.data(),
+  check_mpi(MPI_Ialltoallv(send, scounts.data(), sdispls.data(), MPI_BYTE, recv.data(), rcounts.data(), rdispls.data(),
                            MPI_BYTE, comm_, &req),
             "MPI_Ialltoallv");
   wait(req, "MPI_Ialltoallv");

@@ -446,94 +446,137 @@ TrainData::TrainData(Comm& comm, Mat<float> shard, RowRange range, Index input_d
   const Index G = spec_.micro_batches_per_epoch();
   const Index mine = G > me ? (G - me + P - 1) / P : 0;
   MDN_CHECK(mine * m < (Index{1} << 32));  // columns travel as 32-bit numbers
-  rows_.resize(D_ + L_, mine * m);
+  rows_.setZero(D_ + L_, mine * m);  // its pages faulted in here, once, not in an epoch's start
   by_batch_.resize(static_cast<std::size_t>(spec_.batches_per_epoch()));
   const Index per_batch = spec_.batch / m;
   for (Index g = me; g < G; g += P) {
     const Index b = g / per_batch, j = g % per_batch;
     by_batch_[static_cast<std::size_t>(b)].push_back({b, j, g, std::min(m, spec_.batch_rows(b) - j * m), g / P * m});
   }
-  // A round sends at most 8 MiB of rows to all ranks together (and receives as much).
-  const Index record = (D_ + L_ + 1) * Index{sizeof(float)};
-  round_records_ = std::max<Index>(1, std::min<Index>((8 << 20) / (record * P), (1 << 30) / (record * P)));
+  for (const auto& list : by_batch_)
+    for (const Micro& mb : list) slots_ = std::max(slots_, mb.first + mb.rows);
 }
 
 void TrainData::start_epoch(std::int64_t epoch) {
   const int P = comm_.size();
   const int me = comm_.rank();
-  const Index W = D_ + L_, m = spec_.micro;
-  const auto used = static_cast<std::uint64_t>(spec_.rows_per_epoch());
-  const IndexShuffle order(static_cast<std::uint64_t>(spec_.rows), spec_.seed,
-                           rng::kPermutation + static_cast<std::uint64_t>(epoch));
-  // A record: the row's W floats, then its column at the receiver (as 4 bytes).
-  const Index record = (W + 1) * Index{sizeof(float)};
-  const Index cap = round_records_;
-  const auto room = static_cast<std::size_t>(cap * record);
-  std::vector<char> send(P > 1 ? room * static_cast<std::size_t>(P) : 0), recv(send.size());
-  std::vector<std::size_t> sent(static_cast<std::size_t>(P)), got(static_cast<std::size_t>(P));
-  std::vector<Index> fill(static_cast<std::size_t>(P));
-  const auto destination = [&](std::uint64_t pos, std::size_t& dest, std::uint32_t& col) {
-    // m divides B, so micro-batch g = pos / m of the epoch holds pos, at pos % m.
-    const std::uint64_t g = pos / static_cast<std::uint64_t>(m);
-    const std::uint64_t k = g / static_cast<std::uint64_t>(P);
-    dest = static_cast<std::size_t>(g - k * static_cast<std::uint64_t>(P));
-    col = static_cast<std::uint32_t>(k * static_cast<std::uint64_t>(m) + (pos - g * static_cast<std::uint64_t>(m)));
+  const Index W = D_ + L_;
+  const auto N = static_cast<std::uint64_t>(spec_.rows), m = static_cast<std::uint64_t>(spec_.micro);
+  const auto Pu = static_cast<std::uint64_t>(P), meu = static_cast<std::uint64_t>(me);
+  const IndexShuffle order(N, spec_.seed, rng::kPermutation + static_cast<std::uint64_t>(epoch));
+  const auto copy_row = [&](const float* src, Index slot) {
+    float* dst = rows_.col(slot).data();
+    for (Index c = 0; c < W; ++c) dst[c] = src[c];
   };
-  // The shard's rows with their positions, in the stream's order, a batch at a time (their local
-  // destinations fetched ahead); a row whose destination's block is full waits for the next round.
-  InverseStream rows(order, static_cast<std::uint64_t>(range_.begin), static_cast<std::uint64_t>(range_.end));
-  constexpr int kBatch = IndexShuffle::kBlock;
-  std::uint64_t batch_row[kBatch], batch_pos[kBatch];
-  int count = 0, at = 0;
-  bool exhausted = false;
-  rounds_ = 0;
-  for (;;) {
-    std::fill(fill.begin(), fill.end(), 0);
-    for (;; ++at) {
-      if (at == count) {
-        count = at = 0;
-        while (count < kBatch && rows.next(batch_row[count], batch_pos[count])) ++count;
-        if (count == 0) {
-          exhausted = true;
-          break;
+  // The first row of every rank's shard, and the rank owning a row without a division: a
+  // candidate from floating point, corrected against the exact starts.
+  std::vector<Index> start(static_cast<std::size_t>(P) + 1);
+  for (int r = 0; r <= P; ++r) start[static_cast<std::size_t>(r)] = shard_of(spec_.rows, P, r).begin;
+  const double ranks_per_row = static_cast<double>(P) / static_cast<double>(spec_.rows);
+  const auto owner = [&](Index row) {
+    if (P == 1) return 0;
+    int o = std::min(P - 1, static_cast<int>(static_cast<double>(row) * ranks_per_row));
+    while (row < start[static_cast<std::size_t>(o)]) --o;
+    while (row >= start[static_cast<std::size_t>(o) + 1]) ++o;
+    return o;
+  };
+  const auto round_slots = static_cast<std::uint64_t>(round_slots_);
+  rounds_ = static_cast<int>(comm_.max<std::int64_t>((slots_ + round_slots_ - 1) / round_slots_));
+  // Per round: the slots whose rows other ranks hold, and the requests (each a row's index in its
+  // owner's shard), both grouped by owner; then the requests this rank serves and the rows.
+  std::vector<std::uint64_t> far_slot, far_row;
+  std::vector<int> far_owner;
+  std::vector<std::size_t> count(static_cast<std::size_t>(P) + 1), at(static_cast<std::size_t>(P));
+  std::vector<std::int32_t> request;
+  std::vector<std::uint32_t> request_slot;
+  std::vector<char> asked, rows_out, rows_in;
+  std::vector<std::size_t> asked_at, out_at(static_cast<std::size_t>(P) + 1), in_at;
+  constexpr int kBatch = 32;
+  for (int round = 0; round < rounds_; ++round) {
+    const std::uint64_t t0 = std::min<std::uint64_t>(static_cast<std::uint64_t>(slots_), round * round_slots);
+    const std::uint64_t t1 = std::min<std::uint64_t>(static_cast<std::uint64_t>(slots_), t0 + round_slots);
+    // Slot t of this rank: row t % m of its micro-batch t / m, which is micro-batch
+    // g = me + (t / m) P of the epoch, so at position g m + t % m. The stream asks for the slots
+    // in order, so the position steps along without a division.
+    std::uint64_t next_t = t0, pos = (meu + t0 / m * Pu) * m + t0 % m, in_micro = t0 % m;
+    const auto position = [&](std::uint64_t t) {
+      MDN_CHECK(t == next_t);
+      const std::uint64_t p = pos;
+      ++next_t;
+      if (++in_micro == m) {  // on to this rank's next micro-batch: P micro-batches further
+        in_micro = 0;
+        pos += (Pu - 1) * m + 1;
+      } else {
+        ++pos;
+      }
+      return p;
+    };
+    ShuffleStream<false, decltype(position)> stream(order, t0, t1, position);
+    far_slot.clear();
+    far_row.clear();
+    far_owner.clear();
+    // Batches of (slot, row) pairs, two in flight: the shard's rows of the next batch are fetched
+    // while the current one is copied.
+    struct Batch {
+      int n = 0;
+      std::uint64_t slot[kBatch], row[kBatch];
+      int held_by[kBatch];
+    } batches[2];
+    const auto fill_batch = [&](Batch& b) {
+      b.n = 0;
+      while (b.n < kBatch && stream.next(b.slot[b.n], b.row[b.n])) ++b.n;
+      for (int k = 0; k < b.n; ++k) {
+        b.held_by[k] = owner(static_cast<Index>(b.row[k]));
+        if (b.held_by[k] == me) __builtin_prefetch(shard_.col(static_cast<Index>(b.row[k]) - range_.begin).data());
+      }
+    };
+    fill_batch(batches[0]);
+    for (int cur = 0; batches[cur].n > 0; cur ^= 1) {
+      fill_batch(batches[cur ^ 1]);
+      const Batch& b = batches[cur];
+      for (int k = 0; k < b.n; ++k) {
+        if (b.held_by[k] == me) {
+          copy_row(shard_.col(static_cast<Index>(b.row[k]) - range_.begin).data(), static_cast<Index>(b.slot[k]));
+        } else {
+          far_slot.push_back(b.slot[k]);
+          far_row.push_back(b.row[k]);
+          far_owner.push_back(b.held_by[k]);
         }
-        for (int k = 0; k < count; ++k) {
-          std::size_t dest = 0;
-          std::uint32_t col = 0;
-          if (batch_pos[k] >= used) continue;
-          destination(batch_pos[k], dest, col);
-          if (static_cast<int>(dest) == me) __builtin_prefetch(rows_.col(col).data(), 1);
-        }
-      }
-      const std::uint64_t pos = batch_pos[at];
-      if (pos >= used) continue;  // dropped by train.drop_last
-      std::size_t dest = 0;
-      std::uint32_t col = 0;
-      destination(pos, dest, col);
-      const float* src = shard_.col(static_cast<Index>(batch_row[at]) - range_.begin).data();
-      if (static_cast<int>(dest) == me) {
-        std::memcpy(rows_.col(col).data(), src, static_cast<std::size_t>(W) * sizeof(float));
-        continue;
-      }
-      if (fill[dest] == cap) break;  // this destination's block is full: exchange first
-      char* to = send.data() + dest * room + static_cast<std::size_t>(fill[dest]++ * record);
-      std::memcpy(to, src, static_cast<std::size_t>(W) * sizeof(float));
-      std::memcpy(to + W * sizeof(float), &col, sizeof(col));
-    }
-    if (P == 1) break;
-    for (int t = 0; t < P; ++t) sent[static_cast<std::size_t>(t)] = static_cast<std::size_t>(fill[static_cast<std::size_t>(t)] * record);
-    comm_.exchange_blocks(send.data(), sent.data(), recv.data(), got.data(), room);
-    ++rounds_;
-    for (int s = 0; s < P; ++s) {
-      const char* from = recv.data() + static_cast<std::size_t>(s) * room;
-      for (std::size_t off = 0; off < got[static_cast<std::size_t>(s)]; off += static_cast<std::size_t>(record)) {
-        std::uint32_t col = 0;
-        std::memcpy(&col, from + off + W * sizeof(float), sizeof(col));
-        MDN_CHECK(col < rows_.cols());
-        std::memcpy(rows_.col(col).data(), from + off, static_cast<std::size_t>(W) * sizeof(float));
       }
     }
-    if (comm_.max<std::int64_t>(exhausted ? 0 : 1) == 0) break;
+    if (P == 1) continue;
+    // Requests grouped by owner, in slot order within each owner.
+    std::fill(count.begin(), count.end(), 0);
+    for (int o : far_owner) ++count[static_cast<std::size_t>(o) + 1];
+    for (int r = 0; r < P; ++r) count[static_cast<std::size_t>(r) + 1] += count[static_cast<std::size_t>(r)];
+    std::copy(count.begin(), count.end() - 1, at.begin());
+    request.resize(far_row.size());
+    request_slot.resize(far_row.size());
+    for (std::size_t k = 0; k < far_row.size(); ++k) {
+      const auto o = static_cast<std::size_t>(far_owner[k]);
+      const std::size_t to = at[o]++;
+      request[to] = static_cast<std::int32_t>(static_cast<Index>(far_row[k]) - start[o]);
+      request_slot[to] = static_cast<std::uint32_t>(far_slot[k]);
+    }
+    std::vector<std::size_t> bytes(count.size());
+    for (std::size_t r = 0; r < count.size(); ++r) bytes[r] = count[r] * sizeof(std::int32_t);
+    comm_.exchange_bytes(reinterpret_cast<const char*>(request.data()), bytes, asked, asked_at);
+    // The rows this rank was asked for, in the order asked, grouped by the asking rank.
+    const std::size_t row_bytes = static_cast<std::size_t>(W) * sizeof(float);
+    rows_out.resize(asked.size() / sizeof(std::int32_t) * row_bytes);
+    for (int r = 0; r <= P; ++r)
+      out_at[static_cast<std::size_t>(r)] = asked_at[static_cast<std::size_t>(r)] / sizeof(std::int32_t) * row_bytes;
+    for (std::size_t k = 0; k * sizeof(std::int32_t) < asked.size(); ++k) {
+      std::int32_t local = 0;
+      std::memcpy(&local, asked.data() + k * sizeof(local), sizeof(local));
+      MDN_CHECK(local >= 0 && local < shard_.cols());
+      std::memcpy(rows_out.data() + k * row_bytes, shard_.col(local).data(), row_bytes);
+    }
+    comm_.exchange_bytes(rows_out.data(), out_at, rows_in, in_at);
+    // They arrive grouped by owner, in the order this rank asked: request_slot's order.
+    MDN_CHECK(rows_in.size() == request_slot.size() * row_bytes);
+    for (std::size_t k = 0; k < request_slot.size(); ++k)
+      copy_row(reinterpret_cast<const float*>(rows_in.data() + k * row_bytes), static_cast<Index>(request_slot[k]));
   }
 }
 

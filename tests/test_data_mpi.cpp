@@ -111,7 +111,7 @@ TEST(TrainData, DropLastDropsTheShortBatch) {
 }
 
 TEST(TrainData, SmallExchangeRoundsDealTheSameRows) {
-  // Rounds of one record per destination: many rounds, ranks finishing at different times.
+  // Rounds of 7 slots: many rounds, in which ranks fill different numbers of slots.
   MpiComm comm(MPI_COMM_WORLD);
   SharedTempDir dir(comm);
   if (comm.is_root()) write_id_file(dir / "ids.h5");
@@ -121,7 +121,7 @@ TEST(TrainData, SmallExchangeRoundsDealTheSameRows) {
   const BatchSpec spec{kN, kB, kM, false, seed()};
   TrainData a(comm, read_shard(info, range, comm, nullptr, nullptr), range, 2, 1, spec);
   TrainData b(comm, read_shard(info, range, comm, nullptr, nullptr), range, 2, 1, spec);
-  b.set_round_records(1);
+  b.set_round_slots(7);
   a.start_epoch(4);
   b.start_epoch(4);
   if (comm.size() > 1) {

@@ -122,12 +122,12 @@ class Comm {
   /// naming the step and phase; <= 0: wait forever.
   virtual void set_timeout(double /*seconds*/) {}
 
-  /// All-to-all of byte blocks, for data that travels in rounds of bounded size. To each rank t
-  /// this rank sends the send_bytes[t] bytes at send + t * room; from each rank s it receives into
-  /// recv + s * room, and recv_bytes[s] tells how many arrived. Blocks hold at most `room` bytes,
-  /// and P * room < 2^31. Collective.
-  virtual void exchange_blocks(const char* send, const std::size_t* send_bytes, char* recv,
-                               std::size_t* recv_bytes, std::size_t room) = 0;
+  /// All-to-all of byte blocks of any size. This rank's block for rank t is bytes
+  /// [offsets[t], offsets[t + 1]) of `send`; the blocks from all ranks arrive in `recv` (resized),
+  /// rank s's at [recv_offsets[s], recv_offsets[s + 1]). Less than 2 GiB in all per call.
+  /// Collective.
+  virtual void exchange_bytes(const char* send, const std::vector<std::size_t>& offsets, std::vector<char>& recv,
+                              std::vector<std::size_t>& recv_offsets) = 0;
 
   /// Concatenates every rank's bytes, in rank order, on `root` (empty elsewhere). Collective;
   /// any size.
@@ -168,8 +168,8 @@ class SelfComm final : public Comm {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   void barrier() override {}
-  void exchange_blocks(const char* send, const std::size_t* send_bytes, char* recv, std::size_t* recv_bytes,
-                       std::size_t room) override;
+  void exchange_bytes(const char* send, const std::vector<std::size_t>& offsets, std::vector<char>& recv,
+                      std::vector<std::size_t>& recv_offsets) override;
   std::vector<char> gather(const void* data, std::size_t bytes, int root = 0) override;
 
  protected:

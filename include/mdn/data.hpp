@@ -10,10 +10,11 @@
 //   short (kept or dropped per train.drop_last). Micro-batch j of batch b is positions
 //   [bB + jm, ...). Micro-batch g of the epoch (counting over all batches) belongs to rank
 //   g mod P. None of this depends on P except the dealing.
-// - At the start of an epoch each rank sends every row of its shard to the rank whose
-//   micro-batch holds it (it finds the position with the shuffle's inverse), in rounds through
-//   buffers of bounded size; the receiver places it at its slot. No rank holds anything of size N:
-//   a rank holds its shard and its epoch's rows, about 2 N/P rows.
+// - At the start of an epoch each rank fills the slots of its micro-batches in order: it computes
+//   each slot's row (the shuffle at the slot's position), copies its own rows from its shard and
+//   asks the rows' owners for the others, in rounds of a bounded number of slots (one exchange of
+//   requests and one of rows per round). No rank holds anything of size N: a rank holds its shard
+//   and its epoch's rows, about 2 N/P rows.
 #pragma once
 
 #include <cstdint>
@@ -164,8 +165,8 @@ class TrainData {
   Index max_rows_held() const { return shard_.cols() + rows_.cols(); }
   /// Rounds of the last epoch's exchange (instrumentation for tests and the benchmark).
   int exchange_rounds() const { return rounds_; }
-  /// Records per destination in one round of the exchange (a test may shrink it).
-  void set_round_records(Index records) { round_records_ = records; }
+  /// Slots filled per round of the exchange (a test may shrink it).
+  void set_round_slots(Index slots) { round_slots_ = slots; }
 
  private:
   Comm& comm_;
@@ -175,7 +176,8 @@ class TrainData {
   BatchSpec spec_;
   Mat<float> rows_;        // (W, capacity): the epoch's rows of this rank's micro-batches, in order
   std::vector<std::vector<Micro>> by_batch_;
-  Index round_records_ = 0;
+  Index slots_ = 0;             // rows of this rank's micro-batches in an epoch
+  Index round_slots_ = 1 << 16;
   int rounds_ = 0;
 };
 

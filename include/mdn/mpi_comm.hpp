@@ -31,8 +31,8 @@ class MpiComm final : public Comm {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void barrier() override;
-  void exchange_blocks(const char* send, const std::size_t* send_bytes, char* recv, std::size_t* recv_bytes,
-                       std::size_t room) override;
+  void exchange_bytes(const char* send, const std::vector<std::size_t>& offsets, std::vector<char>& recv,
+                      std::vector<std::size_t>& recv_offsets) override;
   std::vector<char> gather(const void* data, std::size_t bytes, int root = 0) override;
   void set_phase(const char* what, std::int64_t step = -1) override {
     phase_ = what;

@@ -46,6 +46,20 @@ class IndexShuffle {
   }
   std::uint64_t size() const { return n_; }
 
+  /// encrypt() of kBlock values in lock step.
+  void encrypt_lanes(std::uint64_t* x) const {
+    int w = low_;
+    for (int i = 0; i < kRounds; ++i) {
+      const int hw = bits_ - w;
+      const std::uint64_t m = mask(w), key = key_[static_cast<std::size_t>(i)], mul = mul_[static_cast<std::size_t>(i)];
+      const int down = 64 - hw;
+      for (int k = 0; k < kBlock; ++k) {
+        const std::uint64_t l = x[k] & m, h = x[k] >> w;
+        x[k] = (l << hw) | (h ^ (((l ^ key) * mul) >> down));
+      }
+      w = hw;
+    }
+  }
   /// decrypt() of kBlock values in lock step (no branch: their dependency chains overlap, where
   /// one value alone waits on each round's multiply).
   static constexpr int kBlock = 16;
@@ -100,22 +114,25 @@ class IndexShuffle {
   std::array<std::uint64_t, kRounds> key_{}, mul_{};
 };
 
-/// The positions of rows [first, last) under a shuffle, in an order of their own: kBlock rows walk
-/// through the rounds in lock step, and a lane whose row has found its position takes the next
-/// row, so that no lane idles while another walks on.
-class InverseStream {
+/// Values walked through a shuffle, forward (position to row) or inverse (row to position),
+/// kBlock at a time in lock step: the stream takes tags [first, last), starts tag t at
+/// start(t) (< N), and hands out (tag, result) pairs in an order of its own (nearly the tags'),
+/// a lane whose value has arrived taking the next tag, so that no lane idles while another walks.
+template <bool Inverse, class Start>
+class ShuffleStream {
  public:
-  InverseStream(const IndexShuffle& s, std::uint64_t first, std::uint64_t last) : s_(s), next_(first), last_(last) {
+  ShuffleStream(const IndexShuffle& s, std::uint64_t first, std::uint64_t last, Start start)
+      : s_(s), start_(start), next_(first), last_(last) {
     for (int k = 0; k < IndexShuffle::kBlock; ++k) refill(k);
   }
-  /// The next row and its position; false once every row has come out.
-  bool next(std::uint64_t& row, std::uint64_t& pos) {
+  /// The next tag and its result; false once every tag has come out.
+  bool next(std::uint64_t& tag, std::uint64_t& result) {
     while (ready_ == taken_) {
       if (live_ == 0) return false;
       advance();
     }
-    row = ready_row_[taken_];
-    pos = ready_pos_[taken_];
+    tag = ready_tag_[taken_];
+    result = ready_value_[taken_];
     ++taken_;
     return true;
   }
@@ -123,30 +140,32 @@ class InverseStream {
  private:
   void refill(int k) {
     if (next_ < last_) {
-      row_[k] = next_;
-      x_[k] = next_++;
+      tag_[k] = next_;
+      x_[k] = start_(next_++);
       ++live_;
     } else {
-      row_[k] = kNone;
+      tag_[k] = kNone;
       x_[k] = 0;
     }
   }
   void advance() {
-    s_.decrypt_lanes(x_);
+    if constexpr (Inverse) s_.decrypt_lanes(x_);
+    else s_.encrypt_lanes(x_);
     ready_ = taken_ = 0;
     for (int k = 0; k < IndexShuffle::kBlock; ++k) {
-      if (row_[k] == kNone || x_[k] >= s_.size()) continue;  // idle, or walking on
-      ready_row_[ready_] = row_[k];
-      ready_pos_[ready_++] = x_[k];
+      if (tag_[k] == kNone || x_[k] >= s_.size()) continue;  // idle, or walking on
+      ready_tag_[ready_] = tag_[k];
+      ready_value_[ready_++] = x_[k];
       --live_;
       refill(k);
     }
   }
   static constexpr std::uint64_t kNone = ~0ULL;
   const IndexShuffle& s_;
+  Start start_;
   std::uint64_t next_, last_;
-  std::uint64_t row_[IndexShuffle::kBlock], x_[IndexShuffle::kBlock];
-  std::uint64_t ready_row_[IndexShuffle::kBlock], ready_pos_[IndexShuffle::kBlock];
+  std::uint64_t tag_[IndexShuffle::kBlock], x_[IndexShuffle::kBlock];
+  std::uint64_t ready_tag_[IndexShuffle::kBlock], ready_value_[IndexShuffle::kBlock];
   int ready_ = 0, taken_ = 0, live_ = 0;
 };
 
