@@ -484,11 +484,10 @@ void TrainData::start_epoch(std::int64_t epoch) {
   rounds_ = static_cast<int>(comm_.max<std::int64_t>((slots_ + round_slots_ - 1) / round_slots_));
   // Per round: the slots whose rows other ranks hold, and the requests (each a row's index in its
   // owner's shard), both grouped by owner; then the requests this rank serves and the rows.
-  std::vector<std::uint64_t> far_slot, far_row;
-  std::vector<int> far_owner;
-  std::vector<std::size_t> count(static_cast<std::size_t>(P) + 1), at(static_cast<std::size_t>(P));
+  std::vector<std::vector<std::int32_t>> wanted(static_cast<std::size_t>(P));   // by owner
+  std::vector<std::vector<std::uint32_t>> wanted_slot(static_cast<std::size_t>(P));
   std::vector<std::int32_t> request;
-  std::vector<std::uint32_t> request_slot;
+  std::vector<std::size_t> request_at(static_cast<std::size_t>(P) + 1);
   std::vector<char> asked, rows_out, rows_in;
   std::vector<std::size_t> asked_at, out_at(static_cast<std::size_t>(P) + 1), in_at;
   constexpr int kBatch = 32;
@@ -512,9 +511,10 @@ void TrainData::start_epoch(std::int64_t epoch) {
       return p;
     };
     ShuffleStream<false, decltype(position)> stream(order, t0, t1, position);
-    far_slot.clear();
-    far_row.clear();
-    far_owner.clear();
+    for (int r = 0; r < P; ++r) {
+      wanted[static_cast<std::size_t>(r)].clear();
+      wanted_slot[static_cast<std::size_t>(r)].clear();
+    }
     // Batches of (slot, row) pairs, two in flight: the shard's rows of the next batch are fetched
     // while the current one is copied.
     struct Batch {
@@ -538,28 +538,21 @@ void TrainData::start_epoch(std::int64_t epoch) {
         if (b.held_by[k] == me) {
           copy_row(shard_.col(static_cast<Index>(b.row[k]) - range_.begin).data(), static_cast<Index>(b.slot[k]));
         } else {
-          far_slot.push_back(b.slot[k]);
-          far_row.push_back(b.row[k]);
-          far_owner.push_back(b.held_by[k]);
+          const auto o = static_cast<std::size_t>(b.held_by[k]);
+          wanted[o].push_back(static_cast<std::int32_t>(static_cast<Index>(b.row[k]) - start[o]));
+          wanted_slot[o].push_back(static_cast<std::uint32_t>(b.slot[k]));
         }
       }
     }
     if (P == 1) continue;
-    // Requests grouped by owner, in slot order within each owner.
-    std::fill(count.begin(), count.end(), 0);
-    for (int o : far_owner) ++count[static_cast<std::size_t>(o) + 1];
-    for (int r = 0; r < P; ++r) count[static_cast<std::size_t>(r) + 1] += count[static_cast<std::size_t>(r)];
-    std::copy(count.begin(), count.end() - 1, at.begin());
-    request.resize(far_row.size());
-    request_slot.resize(far_row.size());
-    for (std::size_t k = 0; k < far_row.size(); ++k) {
-      const auto o = static_cast<std::size_t>(far_owner[k]);
-      const std::size_t to = at[o]++;
-      request[to] = static_cast<std::int32_t>(static_cast<Index>(far_row[k]) - start[o]);
-      request_slot[to] = static_cast<std::uint32_t>(far_slot[k]);
+    // The requests, grouped by owner, in slot order within each owner.
+    request.clear();
+    for (int r = 0; r < P; ++r) {
+      request_at[static_cast<std::size_t>(r)] = request.size() * sizeof(std::int32_t);
+      request.insert(request.end(), wanted[static_cast<std::size_t>(r)].begin(), wanted[static_cast<std::size_t>(r)].end());
     }
-    std::vector<std::size_t> bytes(count.size());
-    for (std::size_t r = 0; r < count.size(); ++r) bytes[r] = count[r] * sizeof(std::int32_t);
+    request_at[static_cast<std::size_t>(P)] = request.size() * sizeof(std::int32_t);
+    const std::vector<std::size_t>& bytes = request_at;
     comm_.exchange_bytes(reinterpret_cast<const char*>(request.data()), bytes, asked, asked_at);
     // The rows this rank was asked for, in the order asked, grouped by the asking rank.
     const std::size_t row_bytes = static_cast<std::size_t>(W) * sizeof(float);
@@ -573,10 +566,11 @@ void TrainData::start_epoch(std::int64_t epoch) {
       std::memcpy(rows_out.data() + k * row_bytes, shard_.col(local).data(), row_bytes);
     }
     comm_.exchange_bytes(rows_out.data(), out_at, rows_in, in_at);
-    // They arrive grouped by owner, in the order this rank asked: request_slot's order.
-    MDN_CHECK(rows_in.size() == request_slot.size() * row_bytes);
-    for (std::size_t k = 0; k < request_slot.size(); ++k)
-      copy_row(reinterpret_cast<const float*>(rows_in.data() + k * row_bytes), static_cast<Index>(request_slot[k]));
+    // They arrive grouped by owner, in the order this rank asked.
+    MDN_CHECK(rows_in.size() == request.size() * row_bytes);
+    std::size_t k = 0;
+    for (const auto& slots : wanted_slot)
+      for (const std::uint32_t slot : slots) copy_row(reinterpret_cast<const float*>(rows_in.data() + k++ * row_bytes), slot);
   }
 }
 

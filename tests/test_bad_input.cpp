@@ -85,6 +85,16 @@ std::vector<Case> cases() {
   c.push_back({"missing_valid_file", nullptr, train({"data.valid=nope.h5"}), 2, "data.valid: 'nope.h5': no such file"});
   c.push_back({"directory_as_data", [](const TempDir& d) { fs::create_directory(d / "ddir"); }, train({"data.train=ddir"}), 2,
                "data.train: 'ddir' is a directory, not an HDF5 file"});
+  c.push_back({"pattern_matches_nothing", nullptr, train({"data.train=[train.h5, 'more-*.h5']"}), 2,
+               "data.train: the pattern 'more-*.h5' matches no file"});
+  c.push_back({"file_named_twice", nullptr, train({"data.train=[train.h5, './train.h5']"}), 2,
+               "data.train: './train.h5' is named twice (also as 'train.h5')"});
+  c.push_back({"files_differ_in_d",
+               [](const TempDir& d) { write_xy(d / "wide.h5", std::vector<float>(30, 1.0f), 3, std::vector<float>(10, 1.0f), 1); },
+               train({"data.train=[train.h5, wide.h5]"}), 2,
+               "data.train: 'wide.h5' has 3 inputs and 1 outputs, but 'train.h5' (the first file) has 2 and 1"});
+  c.push_back({"directory_in_a_list", [](const TempDir& d) { fs::create_directory(d / "ddir"); },
+               train({"data.train=[train.h5, ddir]"}), 2, "data.train: 'ddir' is a directory, not an HDF5 file"});
   c.push_back({"not_hdf5", [](const TempDir& d) { write(d / "t.h5", "x,y\n1,2\n"); }, train({"data.train=t.h5"}), 2,
                "data.train: 't.h5' is not an HDF5 file"});
   c.push_back({"missing_dataset", nullptr, train({"data.y=target"}), 2,
