@@ -312,13 +312,6 @@ std::int64_t io_read_bytes() {
 Mat<float> read_shard(const DataSet& data, RowRange range, Comm& comm, const Normalization* norm,
                       Normalization* computed, ReadStats* stats) {
   const std::int64_t io_start = io_read_bytes();
-  struct IoCount {
-    const std::int64_t& start;
-    ReadStats*& stats;
-    ~IoCount() {
-      if (stats != nullptr) stats->io_bytes = io_read_bytes() - start;
-    }
-  } io_count{io_start, stats};
   const Index D = data.x_cols(), L = data.y_cols(), W = D + L, n = range.size();
   ReadStats local_stats;
   ReadStats& st = stats != nullptr ? *stats : local_stats;
@@ -413,7 +406,10 @@ Mat<float> read_shard(const DataSet& data, RowRange range, Comm& comm, const Nor
     *computed = found;
     norm = &found;
   }
-  if (norm == nullptr || !norm->enabled) return out;
+  if (norm == nullptr || !norm->enabled) {
+    st.io_bytes = io_read_bytes() - io_start;
+    return out;
+  }
   // float32 pieces in place; float64 ones normalised now if their statistics were just computed.
   comm.collectively([&] {
     for (const Piece& p : pieces) {
@@ -433,6 +429,7 @@ Mat<float> read_shard(const DataSet& data, RowRange range, Comm& comm, const Nor
       }
     }
   });
+  st.io_bytes = io_read_bytes() - io_start;
   return out;
 }
 

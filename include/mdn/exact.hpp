@@ -1,9 +1,10 @@
 // Exact, order-independent sums across ranks.
 //
 // Floating-point addition is not associative: a sum over rows depends on how the rows are spread
-// over ranks and in which order they are added. mdn's reported numbers (normalisation
-// statistics, validation and eval NLLs) and its training steps instead sum fixed-point integers,
-// which are associative, so the result is the same for any number of ranks.
+// over ranks and in which order they are added. mdn's reported numbers (validation and eval NLLs
+// by exact_sums, normalisation statistics by ExactMoments below) and its training steps instead
+// sum fixed-point integers, which are associative, so the result is the same for any number of
+// ranks.
 //
 // exact_sums (long sums, e.g. over the rows of a dataset): for feature f, with a = max |v| over
 // every value of every rank (one small MPI_MAX), the quantum is q = 2^(e-52) where a < 2^e; each
