@@ -165,42 +165,74 @@ inline void copy_run(const float* src, float* dst, Index n) {
 }
 #endif
 
-/// Packs `count` x kc of a matrix into a panel of `width` x kc with `width` values per step of
-/// the depth: element (r, k) of the panel is x(first + r, p0 + k) of the operand, rows past
-/// `count` zero. `along_rows`: the operand's elements (r, k) and (r + 1, k) are adjacent in
-/// memory; otherwise (r, k) and (r, k + 1) are.
-void pack_panel(const float* x, Index stride, bool along_rows, Index first, Index count, Index p0, Index kc,
+/// Packs rows [first, first + count) x depth [p0, p0 + kc) of an operand into panels of `width`
+/// rows, panel q at dst + q * width * kc, with `width` values per step of the depth: element
+/// (r, k) of panel q is x(first + q * width + r, p0 + k), rows past `count` zero. `along_rows`:
+/// the operand's elements (r, k) and (r + 1, k) are adjacent in memory; otherwise (r, k) and
+/// (r, k + 1) are.
+void pack_block(const float* x, Index stride, bool along_rows, Index first, Index count, Index p0, Index kc,
                 Index width, float* dst) {
-  if (along_rows) {  // x(r, k) at x[k * stride + r]: each step copies `count` adjacent values
+  const Index panels = (count + width - 1) / width;
+  if (along_rows) {
+    // x(r, k) at x[k * stride + r]. Each step of the depth reads the block's `count` adjacent
+    // values in one run and deals them to the panels: one stream through memory per step, which
+    // the hardware fetches ahead, where a panel at a time would jump a column apart per 64 bytes.
     for (Index k = 0; k < kc; ++k) {
-      float* out = dst + k * width;
-      copy_run(x + (p0 + k) * stride + first, out, count);
-      for (Index i = count; i < width; ++i) out[i] = 0.0f;
+      const float* src = x + (p0 + k) * stride + first;
+      for (Index q = 0; q < panels; ++q) {
+        float* out = dst + q * width * kc + k * width;
+        const Index n = std::min(width, count - q * width);
+        copy_run(src + q * width, out, n);
+        for (Index i = n; i < width; ++i) out[i] = 0.0f;
+      }
     }
     return;
   }
-  // x(r, k) at x[r * stride + k]: transpose square blocks of rows (8, then 4), then the rest.
-  Index r = 0;
+  // x(r, k) at x[r * stride + k]: per panel, transpose square blocks of rows (8, then 4), then
+  // pairs of rows, then a last row.
+  for (Index q = 0; q < panels; ++q) {
+    const Index rows = std::min(width, count - q * width);
+    float* pd = dst + q * width * kc;
+    const Index top = first + q * width;
+    Index r = 0;
 #if defined(__AVX__)
-  for (; r + 8 <= count; r += 8) {
-    const float* src = x + (first + r) * stride + p0;
-    Index k = 0;
-    for (; k + 8 <= kc; k += 8) transpose8(src + k, stride, dst + k * width + r, width);
-    for (; k < kc; ++k)
-      for (Index i = 0; i < 8; ++i) dst[k * width + r + i] = src[i * stride + k];
-  }
+    for (; r + 8 <= rows; r += 8) {
+      const float* src = x + (top + r) * stride + p0;
+      Index k = 0;
+      for (; k + 8 <= kc; k += 8) transpose8(src + k, stride, pd + k * width + r, width);
+      for (; k < kc; ++k)
+        for (Index i = 0; i < 8; ++i) pd[k * width + r + i] = src[i * stride + k];
+    }
 #endif
-  for (; r + 4 <= count; r += 4) {
-    const float* src = x + (first + r) * stride + p0;
-    Index k = 0;
-    for (; k + 4 <= kc; k += 4) transpose4(src + k, stride, dst + k * width + r, width);
-    for (; k < kc; ++k)
-      for (Index i = 0; i < 4; ++i) dst[k * width + r + i] = src[i * stride + k];
+    for (; r + 4 <= rows; r += 4) {
+      const float* src = x + (top + r) * stride + p0;
+      Index k = 0;
+      for (; k + 4 <= kc; k += 4) transpose4(src + k, stride, pd + k * width + r, width);
+      for (; k < kc; ++k)
+        for (Index i = 0; i < 4; ++i) pd[k * width + r + i] = src[i * stride + k];
+    }
+    for (; r + 2 <= rows; r += 2) {  // two rows interleaved: 4 steps of the depth per pair of loads
+      const float* s0 = x + (top + r) * stride + p0;
+      const float* s1 = s0 + stride;
+      Index k = 0;
+      for (; k + 4 <= kc; k += 4) {
+        const __m128 a = _mm_loadu_ps(s0 + k), b = _mm_loadu_ps(s1 + k);
+        const __m128 lo = _mm_unpacklo_ps(a, b), hi = _mm_unpackhi_ps(a, b);
+        _mm_storel_pi(reinterpret_cast<__m64*>(pd + k * width + r), lo);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(pd + (k + 1) * width + r), lo);
+        _mm_storel_pi(reinterpret_cast<__m64*>(pd + (k + 2) * width + r), hi);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(pd + (k + 3) * width + r), hi);
+      }
+      for (; k < kc; ++k) {
+        pd[k * width + r] = s0[k];
+        pd[k * width + r + 1] = s1[k];
+      }
+    }
+    for (; r < rows; ++r)
+      for (Index k = 0; k < kc; ++k) pd[k * width + r] = x[(top + r) * stride + p0 + k];
+    if (rows < width)
+      for (Index k = 0; k < kc; ++k) std::fill(pd + k * width + rows, pd + (k + 1) * width, 0.0f);
   }
-  for (; r < count; ++r)
-    for (Index k = 0; k < kc; ++k) dst[k * width + r] = x[(first + r) * stride + p0 + k];
-  if (count < width)
-    for (Index k = 0; k < kc; ++k) std::fill(dst + k * width + count, dst + (k + 1) * width, 0.0f);
 }
 
 /// C (m x n, column-major) = A (m x k) B (k x n) with mdn's kernel; ap and bp hold the packed
@@ -229,17 +261,18 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
       const bool accumulate = pc > 0;
       const bool last = pc + kc == K;
       // B's block: panels of NR columns. B(k, j) is adjacent to B(k, j + 1) when B is row-major.
-      for (Index jp = 0; jp < nc; jp += kNR)
-        pack_panel(b.data, b.stride, b.row_major, jc + jp, std::min<Index>(kNR, nc - jp), pc, kc, kNR, bp + jp * kc);
+      pack_block(b.data, b.stride, b.row_major, jc, nc, pc, kc, kNR, bp);
       for (Index ic = 0; ic < m; ic += kMC) {
         const Index mc = std::min(kMC, m - ic);
         // A's block: panels of MR rows. A(i, k) is adjacent to A(i + 1, k) when A is column-major.
         // With one panel of B (n <= NR) every value of A is used once: a column-major A is then
         // read in place by whole-row tiles, and only a last, partial panel of rows is packed.
-        for (Index ip = 0; ip < mc; ip += kMR)
-          if (!direct_a || mc - ip < kMR)
-            pack_panel(a.data, a.stride, !a.row_major, ic + ip, std::min<Index>(kMR, mc - ip), pc, kc, kMR,
-                       ap + ip * kc);
+        if (!direct_a) {
+          pack_block(a.data, a.stride, !a.row_major, ic, mc, pc, kc, kMR, ap);
+        } else if (mc % kMR != 0) {
+          const Index ip = mc / kMR * kMR;
+          pack_block(a.data, a.stride, !a.row_major, ic + ip, mc - ip, pc, kc, kMR, ap + ip * kc);
+        }
         for (Index jr = 0; jr < nc; jr += kNR) {
           const Index cols = std::min<Index>(kNR, nc - jr);
           for (Index ir = 0; ir < mc; ir += kMR) {
