@@ -15,6 +15,7 @@
 #include "mdn/error.hpp"
 #include "mdn/exact.hpp"
 #include "mdn/h5.hpp"
+#include "mdn/kernels.hpp"
 #include "mdn/random.hpp"
 #include "mdn/shuffle.hpp"
 
@@ -434,8 +435,14 @@ Mat<float> read_shard(const DataSet& data, RowRange range, Comm& comm, const Nor
 }
 
 TrainData::TrainData(Comm& comm, Mat<float> shard, RowRange range, Index input_dim,
-                     Index output_dim, const BatchSpec& spec)
-    : comm_(comm), shard_(std::move(shard)), range_(range), D_(input_dim), L_(output_dim), spec_(spec) {
+                     Index output_dim, const BatchSpec& spec, CpuLevel level)
+    : comm_(comm),
+      shard_(std::move(shard)),
+      range_(range),
+      D_(input_dim),
+      L_(output_dim),
+      spec_(spec),
+      shuffle_lanes_(kernels<float>(level).shuffle_lanes) {
   // Micro-batch g holds positions [g m, ...) of the epoch's rows in use (m divides B, so only the
   // epoch's last micro-batch is short) and belongs to rank g mod P, as its (g / P)-th: its rows
   // go to columns [(g / P) m, ...) of rows_.
@@ -485,7 +492,8 @@ void TrainData::start_epoch(std::int64_t epoch) {
   std::vector<std::vector<std::uint32_t>> wanted_slot(static_cast<std::size_t>(P));
   std::vector<std::int32_t> request;
   std::vector<std::size_t> request_at(static_cast<std::size_t>(P) + 1);
-  std::vector<char> asked, rows_out, rows_in;
+  std::vector<char> asked, rows_in;
+  std::vector<float> rows_out;
   std::vector<std::size_t> asked_at, out_at(static_cast<std::size_t>(P) + 1), in_at;
   constexpr int kBatch = 32;
   for (int round = 0; round < rounds_; ++round) {
@@ -507,7 +515,7 @@ void TrainData::start_epoch(std::int64_t epoch) {
       }
       return p;
     };
-    ShuffleStream<false, decltype(position)> stream(order, t0, t1, position);
+    ShuffleStream<false, decltype(position)> stream(order, t0, t1, position, shuffle_lanes_);
     for (int r = 0; r < P; ++r) {
       wanted[static_cast<std::size_t>(r)].clear();
       wanted_slot[static_cast<std::size_t>(r)].clear();
@@ -553,16 +561,27 @@ void TrainData::start_epoch(std::int64_t epoch) {
     comm_.exchange_bytes(reinterpret_cast<const char*>(request.data()), bytes, asked, asked_at);
     // The rows this rank was asked for, in the order asked, grouped by the asking rank.
     const std::size_t row_bytes = static_cast<std::size_t>(W) * sizeof(float);
-    rows_out.resize(asked.size() / sizeof(std::int32_t) * row_bytes);
+    rows_out.resize(asked.size() / sizeof(std::int32_t) * static_cast<std::size_t>(W));
     for (int r = 0; r <= P; ++r)
       out_at[static_cast<std::size_t>(r)] = asked_at[static_cast<std::size_t>(r)] / sizeof(std::int32_t) * row_bytes;
-    for (std::size_t k = 0; k * sizeof(std::int32_t) < asked.size(); ++k) {
+    // The asked rows are scattered over the shard: each is fetched kAhead requests before it is
+    // copied, so that the cache misses overlap instead of following one another.
+    const std::size_t n_asked = asked.size() / sizeof(std::int32_t);
+    const auto asked_row = [&](std::size_t k) {
       std::int32_t local = 0;
       std::memcpy(&local, asked.data() + k * sizeof(local), sizeof(local));
       MDN_CHECK(local >= 0 && local < shard_.cols());
-      std::memcpy(rows_out.data() + k * row_bytes, shard_.col(local).data(), row_bytes);
+      return shard_.col(local).data();
+    };
+    constexpr std::size_t kAhead = 16;
+    for (std::size_t k = 0; k < std::min(kAhead, n_asked); ++k) __builtin_prefetch(asked_row(k));
+    for (std::size_t k = 0; k < n_asked; ++k) {
+      if (k + kAhead < n_asked) __builtin_prefetch(asked_row(k + kAhead));
+      const float* src = asked_row(k);
+      float* dst = rows_out.data() + k * static_cast<std::size_t>(W);
+      for (Index c = 0; c < W; ++c) dst[c] = src[c];
     }
-    comm_.exchange_bytes(rows_out.data(), out_at, rows_in, in_at);
+    comm_.exchange_bytes(reinterpret_cast<const char*>(rows_out.data()), out_at, rows_in, in_at);
     // They arrive grouped by owner, in the order this rank asked.
     MDN_CHECK(rows_in.size() == request.size() * row_bytes);
     std::size_t k = 0;

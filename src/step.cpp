@@ -19,7 +19,8 @@ TrainStep::TrainStep(Prepared& p, Comm& comm, const Faults& faults)
       reducer_(layout_, p.config.train.reduction,
                (p.batches.batch / p.batches.micro + comm.size() - 1) / comm.size(), comm, p.cpu.level, faults,
                IntegerSumOptions{p.config.comm.shared_memory}),
-      data_(comm, std::move(p.train_shard), p.train_range, p.model.input_dim, p.model.output_dim, p.batches),
+      data_(comm, std::move(p.train_shard), p.train_range, p.model.input_dim, p.model.output_dim, p.batches,
+            p.cpu.level),
       x_(p.model.input_dim, p.batches.micro),
       y_(p.model.output_dim, p.batches.micro) {}
 

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <vector>
 
+#include "mdn/kernels.hpp"
 #include "mdn/shuffle.hpp"
+#include "support/levels.hpp"
 
 namespace mdn::test {
 namespace {
@@ -21,6 +23,32 @@ TEST(IndexShuffle, IsABijectionWithItsInverseForManySizes) {
       ASSERT_EQ(hit[r], 0) << "N = " << n << ": row " << r << " at two positions";
       hit[r] = 1;
       ASSERT_EQ(s.inverse(r), p) << "N = " << n << ", position " << p;
+    }
+  }
+}
+
+TEST(IndexShuffle, EveryLevelsLanesGiveTheSameOrderAsTheScalarCode) {
+  // The epoch start walks positions through the level's compiled rounds (Kernels::shuffle_lanes),
+  // 16 in lock step with refills; each result must be the scalar operator()'s, and inverse()'s.
+  for (CpuLevel level : runnable_levels()) {
+    const auto lanes = kernels<float>(level).shuffle_lanes;
+    for (std::uint64_t n : {1ULL, 3ULL, 17ULL, 1000ULL, 65537ULL}) {
+      const IndexShuffle s(n, 9, 4);
+      const auto identity = [](std::uint64_t t) { return t; };
+      ShuffleStream<false, decltype(identity)> forward(s, 0, n, identity, lanes);
+      ShuffleStream<true, decltype(identity)> backward(s, 0, n, identity, lanes);
+      std::uint64_t tag = 0, value = 0, count = 0;
+      while (forward.next(tag, value)) {
+        ASSERT_EQ(value, s(tag)) << to_string(level) << ", N = " << n;
+        ++count;
+      }
+      EXPECT_EQ(count, n);
+      count = 0;
+      while (backward.next(tag, value)) {
+        ASSERT_EQ(value, s.inverse(tag)) << to_string(level) << ", N = " << n;
+        ++count;
+      }
+      EXPECT_EQ(count, n);
     }
   }
 }

@@ -22,9 +22,12 @@
 #include <vector>
 
 #include "mdn/comm.hpp"
+#include "mdn/cpu.hpp"
 #include "mdn/model.hpp"
 
 namespace mdn {
+
+class IndexShuffle;
 
 struct DatasetInfo {
   std::string name;
@@ -135,9 +138,11 @@ struct BatchSpec {
 /// The training rows of this rank, dealt every epoch into its micro-batches.
 class TrainData {
  public:
-  /// shard: (W = D + L, n) float rows [range) of the N rows; spec: batching.
+  /// shard: (W = D + L, n) float rows [range) of the N rows; spec: batching; level: the kernels'
+  /// instruction-set level (the epoch's order is computed with it; the order is the same at
+  /// every level).
   TrainData(Comm& comm, Mat<float> shard, RowRange range, Index input_dim, Index output_dim,
-            const BatchSpec& spec);
+            const BatchSpec& spec, CpuLevel level = CpuLevel::x86_64);
 
   /// A micro-batch held by this rank.
   struct Micro {
@@ -174,6 +179,7 @@ class TrainData {
   RowRange range_;
   Index D_, L_;
   BatchSpec spec_;
+  void (*shuffle_lanes_)(const IndexShuffle&, std::uint64_t*, bool);  // the level's rounds
   Mat<float> rows_;        // (W, capacity): the epoch's rows of this rank's micro-batches, in order
   std::vector<std::vector<Micro>> by_batch_;
   Index slots_ = 0;             // rows of this rank's micro-batches in an epoch

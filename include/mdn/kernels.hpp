@@ -27,6 +27,8 @@
 
 namespace mdn {
 
+class IndexShuffle;
+
 /// A dense matrix operand: rows x cols at data, with the given outer stride and storage order
 /// (inner stride 1). t() is the transpose, a view of the same memory.
 template <class T>
@@ -148,6 +150,10 @@ struct Kernels {
   /// out and the same sum of squares as the two calls (for a sum that has no other rank's terms
   /// to add, it saves writing and reading the integers).
   double (*round_trip)(const S* const* x, int count, Index offset, S* out, Index n, double scale, double factor);
+  /// IndexShuffle::encrypt_lanes (or decrypt_lanes with `inverse`) of x[0, kBlock) compiled for
+  /// this level: integer operations, the same results at every level (the epoch start's cost is
+  /// mostly these rounds' shifts and multiplies).
+  void (*shuffle_lanes)(const IndexShuffle& s, std::uint64_t* x, bool inverse);
 };
 
 /// The kernels of `level` for S. The level must be built and supported by this CPU (checked:

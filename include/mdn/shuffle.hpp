@@ -118,11 +118,14 @@ class IndexShuffle {
 /// kBlock at a time in lock step: the stream takes tags [first, last), starts tag t at
 /// start(t) (< N), and hands out (tag, result) pairs in an order of its own (nearly the tags'),
 /// a lane whose value has arrived taking the next tag, so that no lane idles while another walks.
+/// `lanes`, when given, runs the rounds instead of the shuffle's own inline code: the same
+/// function compiled for an instruction-set level (Kernels::shuffle_lanes), same results.
 template <bool Inverse, class Start>
 class ShuffleStream {
  public:
-  ShuffleStream(const IndexShuffle& s, std::uint64_t first, std::uint64_t last, Start start)
-      : s_(s), start_(start), next_(first), last_(last) {
+  using Lanes = void (*)(const IndexShuffle& s, std::uint64_t* x, bool inverse);
+  ShuffleStream(const IndexShuffle& s, std::uint64_t first, std::uint64_t last, Start start, Lanes lanes = nullptr)
+      : s_(s), start_(start), lanes_(lanes), next_(first), last_(last) {
     for (int k = 0; k < IndexShuffle::kBlock; ++k) refill(k);
   }
   /// The next tag and its result; false once every tag has come out.
@@ -149,7 +152,8 @@ class ShuffleStream {
     }
   }
   void advance() {
-    if constexpr (Inverse) s_.decrypt_lanes(x_);
+    if (lanes_ != nullptr) lanes_(s_, x_, Inverse);
+    else if constexpr (Inverse) s_.decrypt_lanes(x_);
     else s_.encrypt_lanes(x_);
     ready_ = taken_ = 0;
     for (int k = 0; k < IndexShuffle::kBlock; ++k) {
@@ -163,6 +167,7 @@ class ShuffleStream {
   static constexpr std::uint64_t kNone = ~0ULL;
   const IndexShuffle& s_;
   Start start_;
+  Lanes lanes_;
   std::uint64_t next_, last_;
   std::uint64_t tag_[IndexShuffle::kBlock], x_[IndexShuffle::kBlock];
   std::uint64_t ready_tag_[IndexShuffle::kBlock], ready_value_[IndexShuffle::kBlock];

@@ -5,6 +5,7 @@
 // contraction off, vectorised and scalar iterations round alike). The reductions use explicit
 // packets in a fixed order, so their result depends on the level only.
 #include "level.hpp"
+#include "mdn/shuffle.hpp"
 
 #include <immintrin.h>
 
@@ -198,6 +199,11 @@ std::unique_ptr<MixtureKernel<S>> make_mixture(int, int, SigmaMode, double, Inde
 template <class S>
 std::unique_ptr<NetworkKernel<S>> make_network(const ModelSpec&, Index);
 
+void shuffle_lanes(const IndexShuffle& s, std::uint64_t* x, bool inverse) {
+  if (inverse) s.decrypt_lanes(x);
+  else s.encrypt_lanes(x);
+}
+
 }  // namespace mdn::MDN_LEVEL
 
 // ---- the level's tables: the only symbols of this level that the rest of mdn sees ----------------
@@ -223,7 +229,8 @@ constexpr mdn::Kernels<S> table() {
           &l::Flushed<&l::max_abs<S>>::call,
           &l::Flushed<&l::quantize<S>>::call,
           &l::Flushed<&l::dequantize<S>>::call,
-          &l::Flushed<&l::round_trip<S>>::call};
+          &l::Flushed<&l::round_trip<S>>::call,
+          &l::shuffle_lanes};
 }
 }  // namespace
 
