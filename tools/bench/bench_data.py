@@ -70,6 +70,8 @@ def main():
     p.add_argument("--mdn", default=os.path.join(ROOT, "build", "mdn"))
     p.add_argument("--work", default=os.path.join(ROOT, "build", "bench-data"))
     a = p.parse_args()
+    # Absolute: the runs start in their own directories.
+    a.mdn, a.work = os.path.abspath(a.mdn), os.path.abspath(a.work)
     os.makedirs(a.work, exist_ok=True)
     files = {"rows-20M.h5": (20_000_000, 1, 1), "wide-10M.h5": (10_000_000, 8, 2)}
     for name, (n, d, l) in files.items():
