@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "mdn/build_info.hpp"
@@ -13,6 +14,7 @@
 #include "mdn/resume.hpp"
 #include "mdn/inference.hpp"
 #include "mdn/prepare.hpp"
+#include "mdn/run_lock.hpp"
 #include "mdn/signals.hpp"
 #include "mdn/trainer.hpp"
 
@@ -82,7 +84,11 @@ void run_check(const CheckOptions& o, Comm& world) {
   Prepared p = prepare(o.config, o.sets, world);
   const ResumeDecision resume = decide_resume(p, world);
   read_data(p, resume.continuation(p.config), world);
-  const std::string text = summary(p, world) + "resume     " + describe(resume) + "\n";
+  std::string text = summary(p, world) + "resume     " + describe(resume) + "\n";
+  if (world.is_root()) {  // looked at without writing anything
+    const std::optional<std::string> holder = RunLock::holder(p.config.run.dir);
+    text += "run lock   " + (holder ? "held by " + *holder + ": mdn train would refuse this run.dir now" : std::string("free")) + "\n";
+  }
   print_root(world, text + "ok: the config and the data are valid for " + std::to_string(world.size()) +
                         (world.size() == 1 ? " rank\n" : " ranks\n"));
 }

@@ -1,14 +1,17 @@
 #include "mdn/trainer.hpp"
 
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
 #include "mdn/build_info.hpp"
 #include "mdn/error.hpp"
 #include "mdn/resume.hpp"
+#include "mdn/run_lock.hpp"
 #include "mdn/run_loop.hpp"
 #include "mdn/signals.hpp"
 
@@ -91,6 +94,20 @@ void announce(const Prepared& p, const ResumeDecision& plan, const RunLoop& loop
 int train_command(const std::string& config_path, const std::vector<std::string>& sets, Comm& comm,
                   const Faults& faults) {
   Prepared p = prepare(config_path, sets, comm);
+  // One training per run directory: rank 0 holds the lock until this function returns.
+  std::unique_ptr<RunLock> lock;
+  comm.collectively([&] {
+    if (comm.is_root()) lock = std::make_unique<RunLock>(p.config.run.dir, p.config.where("run.dir") + "run.dir");
+  });
+  if (lock && !lock->warning().empty()) std::fprintf(stderr, "mdn: warning: %s\n", lock->warning().c_str());
+  // Until open_run_dir, an error (bad input found by the resume decision or the data scan) leaves
+  // the run directory as it was: what taking the lock created goes.
+  struct UndoOnError {
+    RunLock* lock;
+    ~UndoOnError() {
+      if (lock != nullptr && std::uncaught_exceptions() > 0) lock->remove_created();
+    }
+  } undo{lock.get()};
   const ResumeDecision plan = decide_resume(p, comm);
   const Config& c = p.config;
   keep_stop_handlers(c.run.signals);
@@ -102,6 +119,7 @@ int train_command(const std::string& config_path, const std::vector<std::string>
   }
   read_data(p, plan.continuation(c), comm);
   const std::unique_ptr<MetricsSink> metrics = open_run_dir(c, comm);
+  undo.lock = nullptr;
   CheckpointFiles checkpoints(c.run.dir, c.checkpoint.keep_last, faults);
   RunLoop loop(p, comm, plan.checkpoint ? &*plan.checkpoint : nullptr, *metrics, checkpoints, faults);
   announce(p, plan, loop, *metrics, comm);
