@@ -99,7 +99,7 @@ TEST_F(Faults, UnwritableRunDirectoryWhileCheckpointingIsAClearErrorAndKeepsTheO
   give_to_nobody(dir_.path());
   std::vector<std::string> cmd = as_nobody();
   for (const auto& a : mpi_launch_keep_going(2)) cmd.push_back(a);
-  const std::string script = "\"$0\" \"$@\"; rc=$?; echo $rc > " + dir_.path() + "/.rc.${OMPI_COMM_WORLD_RANK:-0}; exit $rc";
+  const std::string script = "\"$0\" \"$@\"; rc=$?; echo $rc > " + dir_.path() + "/.rc.${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}}; exit $rc";
   cmd.insert(cmd.end(), {"/bin/sh", "-c", script, mdn_binary_for_nobody(dir_.path()), "train", "cfg.yaml", "--set",
                          "run.dir=ro", "--set", "checkpoint.every_steps=4"});
   forget_codes(2);
@@ -125,7 +125,7 @@ TEST_F(Faults, AFullDiskWhileCheckpointingIsAClearErrorAndKeepsTheOldCheckpoint)
   // The limit sits between mpiexec and mdn (mpiexec's own shared-memory files must not hit it).
   std::vector<std::string> cmd = mpi_launch_keep_going(2);
   const std::string script = "ulimit -f 16; trap '' XFSZ; \"$0\" \"$@\"; rc=$?; echo $rc > " + dir_.path() +
-                             "/.rc.${OMPI_COMM_WORLD_RANK:-0}; exit $rc";
+                             "/.rc.${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}}; exit $rc";
   cmd.insert(cmd.end(), {"/bin/sh", "-c", script, mdn_binary(), "train", "cfg.yaml", "--set", "run.dir=full", "--set",
                          "train.max_steps=null", "--set", "checkpoint.every_steps=4"});
   forget_codes(2);

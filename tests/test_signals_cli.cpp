@@ -53,7 +53,7 @@ TEST_F(LiveRuns, SignalsOutsideTheConfiguredSetKeepTheirDefaultAction) {
 TEST_F(LiveRuns, AStalledRankEndsTheJobWithAClearError) {
   const RankedRun r = run_mdn_ranks(dir_.path(), 2, {"train", "cfg.yaml", "--set", "run.dir=stall", "--set",
                                                      "comm.timeout_seconds=3"},
-                                    {{"MDN_FAULT", "stall@step=4@rank=1"}}, 60);
+                                    {{"MDN_FAULT", "stall@step=4@rank=1"}}, 60, false);
   EXPECT_FALSE(r.result.timed_out) << "the job hung";
   EXPECT_NE(r.result.err.find("mdn: error (rank 0 of 2): MPI_Iallreduce made no progress for 3 s in step 4 "
                               "(computing and reducing the step's gradients)"),

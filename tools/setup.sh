@@ -7,6 +7,9 @@
 # Environment:
 #   MDN_BUILD_DIR    build directory (default: build)
 #   MDN_WERROR=ON    warnings are errors (default: ON when CI=true)
+#   MDN_MPI=mpich    build against Debian's MPICH (and its parallel HDF5) instead of the default
+#                    OpenMPI: installs those packages and names MPICH's compiler wrappers and
+#                    mpiexec to CMake (the test command builds build-mpich/ this way)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,6 +22,14 @@ pkgs_test=(python3 python3-h5py python3-numpy python3-xxhash python3-torch pytho
            slurm-wlm munge clang libclang-rt-dev qemu-user binutils)
 pkgs_demo=(python3 python3-h5py python3-numpy python3-matplotlib)
 pkgs_bench=(python3 python3-h5py python3-numpy python3-torch libopenblas0-openmp libblis4-serial libdnnl2)
+
+pkgs_mpich=(libmpich-dev mpich libhdf5-mpich-dev)
+mpi=${MDN_MPI:-openmpi}
+case "$mpi" in
+  openmpi) ;;
+  mpich) pkgs_build+=("${pkgs_mpich[@]}") ;;
+  *) echo "setup: MDN_MPI must be openmpi or mpich, not '$mpi'" >&2; exit 2 ;;
+esac
 
 want=("${pkgs_build[@]}")
 for group in "$@"; do
@@ -73,6 +84,10 @@ fi
 build_dir=${MDN_BUILD_DIR:-build}
 werror=${MDN_WERROR:-$([[ "${CI:-}" == true ]] && echo ON || echo OFF)}
 options=(-DCMAKE_BUILD_TYPE=Release -DMDN_WERROR="$werror")
+if [[ "$mpi" == mpich ]]; then
+  options+=(-DMPI_C_COMPILER=/usr/bin/mpicc.mpich -DMPI_CXX_COMPILER=/usr/bin/mpicxx.mpich
+            -DMPIEXEC_EXECUTABLE=/usr/bin/mpiexec.mpich -DHDF5_C_COMPILER_EXECUTABLE=/usr/bin/h5pcc.mpich)
+fi
 
 stamp="$build_dir/.setup-options"
 if [[ ! -f "$build_dir/CMakeCache.txt" || "$(cat "$stamp" 2>/dev/null)" != "${options[*]}" ]]; then

@@ -229,15 +229,19 @@ std::vector<std::string> dir_listing(const std::string& dir) {
 std::vector<std::string> mpi_launch(int np) {
   std::vector<std::string> cmd = {MDN_TEST_MPIEXEC, MDN_TEST_MPIEXEC_NUMPROC_FLAG,
                                   std::to_string(np)};
-  for (const char* flag : MDN_TEST_MPIEXEC_PREFLAGS) cmd.emplace_back(flag);
+  const std::vector<std::string> preflags = MDN_TEST_MPIEXEC_PREFLAGS;
+  cmd.insert(cmd.end(), preflags.begin(), preflags.end());
   return cmd;
 }
 
 std::vector<std::string> mpi_launch_keep_going(int np) {
   std::vector<std::string> cmd = mpi_launch(np);
   if (MDN_TEST_MPI_IS_OPENMPI) cmd.insert(cmd.begin() + 1, {"--mca", "orte_abort_on_non_zero_status", "0"});
+  else cmd.insert(cmd.begin() + 1, "-disable-auto-cleanup");  // MPICH's Hydra
   return cmd;
 }
+
+const char* rank_variable() { return MDN_TEST_MPI_IS_OPENMPI ? "OMPI_COMM_WORLD_RANK" : "PMI_RANK"; }
 
 std::vector<std::string> mdn_command(int np, const std::vector<std::string>& args) {
   std::vector<std::string> cmd = np > 0 ? mpi_launch(np) : std::vector<std::string>{};
@@ -287,8 +291,8 @@ RankedRun run_mdn_ranks_on(const std::string& dir, const std::vector<std::vector
 }
 
 RankedRun run_mdn_ranks(const std::string& dir, int np, const std::vector<std::string>& args,
-                        const std::map<std::string, std::string>& env, double timeout) {
-  std::vector<std::string> cmd = mpi_launch_keep_going(np);
+                        const std::map<std::string, std::string>& env, double timeout, bool keep_going) {
+  std::vector<std::string> cmd = keep_going ? mpi_launch_keep_going(np) : mpi_launch(np);
   cmd.insert(cmd.end(), {"/bin/sh", "-c", recording_script(dir), mdn_binary()});
   cmd.insert(cmd.end(), args.begin(), args.end());
   for (int r = 0; r < np; ++r) std::remove((dir + "/.rc." + std::to_string(r)).c_str());

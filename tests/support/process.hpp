@@ -65,6 +65,10 @@ void give_to_nobody(const std::string& path);
 /// user cannot reach it (a clone under /root, mode 700).
 std::string mdn_binary_for_nobody(const std::string& dir);
 
+/// The environment variable that holds a process's rank under the build's mpiexec
+/// (OMPI_COMM_WORLD_RANK for OpenMPI, PMI_RANK for MPICH's Hydra).
+const char* rank_variable();
+
 /// `mpiexec -n np <pre-flags>` as configured by the build.
 std::vector<std::string> mpi_launch(int np);
 
@@ -82,9 +86,11 @@ struct RankedRun {
 };
 
 /// Runs `mdn args...` on np ranks with cwd `dir` (mpiexec keeps going when a rank fails, so that
-/// every rank's exit code is seen).
+/// every rank's exit code is seen; keep_going = false: the launcher's own behaviour, which ends
+/// the job when a rank aborts — MPICH's Hydra kills no rank on MPI_Abort while it keeps going).
 RankedRun run_mdn_ranks(const std::string& dir, int np, const std::vector<std::string>& args,
-                        const std::map<std::string, std::string>& env = {}, double timeout = 120);
+                        const std::map<std::string, std::string>& env = {}, double timeout = 120,
+                        bool keep_going = true);
 
 /// An MPMD job of one rank per launcher: rank r runs `launchers[r] + {mdn} + args` (a launcher
 /// such as {"qemu-x86_64", "-cpu", "Nehalem"} runs its rank on an emulated CPU; {} natively),

@@ -96,7 +96,7 @@ class LiveRuns : public TrainCli {
                                     std::string extra_fault = "", bool keep_going = true) {
     std::vector<std::string> cmd = keep_going ? mpi_launch_keep_going(np) : mpi_launch(np);
     const std::string script = "\"$0\" \"$@\"; rc=$?; echo $rc > " + dir_.path() +
-                               "/.rc.${OMPI_COMM_WORLD_RANK:-0}; exit $rc";
+                               "/.rc.${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}}; exit $rc";
     cmd.insert(cmd.end(), {"/bin/sh", "-c", script, mdn_binary(), "train", "cfg.yaml", "--set", "run.dir=" + run});
     for (const auto& s : sets) cmd.insert(cmd.end(), {"--set", s});
     RunOptions o;
@@ -134,7 +134,7 @@ class LiveRuns : public TrainCli {
 
   /// The mdn process of rank `rank` of the run whose run.dir is `run`, or -1.
   int rank_pid(const std::string& run, int rank) {
-    const auto pids = find_processes("run.dir=" + run, "OMPI_COMM_WORLD_RANK=" + std::to_string(rank));
+    const auto pids = find_processes("run.dir=" + run, std::string(rank_variable()) + "=" + std::to_string(rank));
     std::vector<int> mdn_pids;
     for (int pid : pids) {
       std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
