@@ -165,6 +165,22 @@ inline void copy_run(const float* src, float* dst, Index n) {
 }
 #endif
 
+/// Rows [r, ...) of a panel from the operand's rows (x(r, k) at x[r * stride + k]), B rows at a
+/// time while B are left, with Transpose (B x B blocks) along the depth and single steps at its
+/// end; returns the first row not done.
+template <Index B, void (*Transpose)(const float*, Index, float*, Index)>
+Index transpose_rows(const float* x, Index stride, Index top, Index p0, Index kc, Index rows, Index width, float* pd,
+                     Index r) {
+  for (; r + B <= rows; r += B) {
+    const float* src = x + (top + r) * stride + p0;
+    Index k = 0;
+    for (; k + B <= kc; k += B) Transpose(src + k, stride, pd + k * width + r, width);
+    for (; k < kc; ++k)
+      for (Index i = 0; i < B; ++i) pd[k * width + r + i] = src[i * stride + k];
+  }
+  return r;
+}
+
 /// Packs rows [first, first + count) x depth [p0, p0 + kc) of an operand into panels of `width`
 /// rows, panel q at dst + q * width * kc, with `width` values per step of the depth: element
 /// (r, k) of panel q is x(first + q * width + r, p0 + k), rows past `count` zero. `along_rows`:
@@ -196,21 +212,9 @@ void pack_block(const float* x, Index stride, bool along_rows, Index first, Inde
     const Index top = first + q * width;
     Index r = 0;
 #if defined(__AVX__)
-    for (; r + 8 <= rows; r += 8) {
-      const float* src = x + (top + r) * stride + p0;
-      Index k = 0;
-      for (; k + 8 <= kc; k += 8) transpose8(src + k, stride, pd + k * width + r, width);
-      for (; k < kc; ++k)
-        for (Index i = 0; i < 8; ++i) pd[k * width + r + i] = src[i * stride + k];
-    }
+    r = transpose_rows<8, transpose8>(x, stride, top, p0, kc, rows, width, pd, r);
 #endif
-    for (; r + 4 <= rows; r += 4) {
-      const float* src = x + (top + r) * stride + p0;
-      Index k = 0;
-      for (; k + 4 <= kc; k += 4) transpose4(src + k, stride, pd + k * width + r, width);
-      for (; k < kc; ++k)
-        for (Index i = 0; i < 4; ++i) pd[k * width + r + i] = src[i * stride + k];
-    }
+    r = transpose_rows<4, transpose4>(x, stride, top, p0, kc, rows, width, pd, r);
     for (; r + 2 <= rows; r += 2) {  // two rows interleaved: 4 steps of the depth per pair of loads
       const float* s0 = x + (top + r) * stride + p0;
       const float* s1 = s0 + stride;
