@@ -184,6 +184,17 @@ void MpiComm::stalled(const char* call) {
                "or hangs (comm.timeout_seconds); aborting the job\n",
                rank_, size_, call, timeout_, at.c_str());
   std::fflush(stderr);
+  // MPI_Abort asks the launcher to kill the job, and waits for it. When the launcher cannot be
+  // reached (this node is cut off, or it hangs itself) that wait has no end, and the process would
+  // hold its run directory and its node; so it ends by itself kAbortGraceSeconds later.
+  const int rank = rank_;
+  std::thread([rank] {
+    std::this_thread::sleep_for(std::chrono::seconds(kAbortGraceSeconds));
+    std::fprintf(stderr, "mdn: error (rank %d): MPI_Abort did not end this process in %d s; exiting\n", rank,
+                 kAbortGraceSeconds);
+    std::fflush(stderr);
+    _exit(static_cast<int>(Exit::failure));
+  }).detach();
   MPI_Abort(comm_, static_cast<int>(Exit::failure));
   std::abort();  // MPI_Abort does not return
 }

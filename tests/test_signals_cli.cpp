@@ -61,5 +61,25 @@ TEST_F(LiveRuns, AStalledRankEndsTheJobWithAClearError) {
   EXPECT_NE(r.codes[0], "0");
 }
 
+TEST_F(LiveRuns, AfterTheWatchdogARankEndsByItselfWhenTheLauncherDoesNotAnswer) {
+  // The launcher stops answering (SIGSTOP; on a cluster: the node is cut off from it), so the
+  // watchdog's MPI_Abort cannot end the job: rank 0 must still exit, within the timeout and
+  // MpiComm::kAbortGraceSeconds.
+  forget_codes(2);
+  auto job = start(2, "deaf", 1, {"comm.timeout_seconds=3"}, "stall@step=4@rank=1", false);
+  ASSERT_TRUE(eventually([&] { return fs::exists(dir_ / "deaf/metrics.jsonl") && rank_pid("deaf", 0) > 0; }, 60))
+      << "the run did not start";
+  const int rank0 = rank_pid("deaf", 0);
+  ASSERT_EQ(kill(job->pid(), SIGSTOP), 0);
+  const bool ended = eventually([&] { return rank_pid("deaf", 0) != rank0; }, 3 + 10 + 15);
+  kill(job->pid(), SIGCONT);
+  const RunResult r = job->wait();
+  EXPECT_TRUE(ended) << "rank 0 still runs with its launcher stopped: " << r.all();
+  EXPECT_EQ(codes(2)[0], "1") << r.all();
+  EXPECT_NE(r.err.find("MPI_Iallreduce made no progress for 3 s in step 4"), std::string::npos) << r.all();
+  EXPECT_NE(r.err.find("mdn: error (rank 0): MPI_Abort did not end this process in 10 s; exiting"),
+            std::string::npos) << r.all();
+}
+
 }  // namespace
 }  // namespace mdn::test

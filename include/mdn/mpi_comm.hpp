@@ -21,6 +21,9 @@ void check_mpi(int rc, const char* call);
 /// step and phase it waits in and aborts the job, instead of hanging forever.
 class MpiComm final : public Comm {
  public:
+  /// After the watchdog's MPI_Abort, a process that is still alive this much later exits by
+  /// itself (exit code 1): the launcher it asked to end the job is unreachable or hangs.
+  static constexpr int kAbortGraceSeconds = 10;
   /// Requires MPI to be initialised; duplicates `parent` (collective over it).
   explicit MpiComm(MPI_Comm parent);
   /// Frees the duplicate (unless MPI is already finalized). Never finalizes MPI.
