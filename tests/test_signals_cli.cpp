@@ -77,8 +77,12 @@ TEST_F(LiveRuns, AfterTheWatchdogARankEndsByItselfWhenTheLauncherDoesNotAnswer) 
   EXPECT_TRUE(ended) << "rank 0 still runs with its launcher stopped: " << r.all();
   EXPECT_EQ(codes(2)[0], "1") << r.all();
   EXPECT_NE(r.err.find("MPI_Iallreduce made no progress for 3 s in step 4"), std::string::npos) << r.all();
-  EXPECT_NE(r.err.find("mdn: error (rank 0): MPI_Abort did not end this process in 10 s; exiting"),
-            std::string::npos) << r.all();
+  // OpenMPI's MPI_Abort waits for the launcher, so the grace ends the rank; MPICH's returns to
+  // the process manager's proxy (not stopped here), which ends it at once.
+  if (std::string(rank_variable()) == "OMPI_COMM_WORLD_RANK") {
+    EXPECT_NE(r.err.find("mdn: error (rank 0): MPI_Abort did not end this process in 10 s; exiting"),
+              std::string::npos) << r.all();
+  }
 }
 
 }  // namespace
