@@ -19,7 +19,7 @@ pkgs_build=(g++ cmake make pkg-config
             libeigen3-dev libyaml-cpp-dev libgtest-dev
             libcli11-dev nlohmann-json3-dev librandom123-dev libxxhash-dev libfmt-dev)
 pkgs_test=(python3 python3-h5py python3-numpy python3-xxhash python3-torch python3-matplotlib hdf5-tools
-           slurm-wlm munge clang libclang-rt-dev qemu-user binutils)
+           slurm-wlm munge clang libclang-rt-dev qemu-user binutils iproute2)
 pkgs_demo=(python3 python3-h5py python3-numpy python3-matplotlib)
 pkgs_bench=(python3 python3-h5py python3-numpy python3-torch libopenblas0-openmp libblis4-serial libdnnl2)
 
