@@ -63,7 +63,7 @@ class AllreduceSum final : public IntegerSum {
     n_ = spec.n;
     units_ = units_of(spec);
   }
-  const std::int64_t* sum(SumFinisher* finisher) override {
+  const std::int64_t* sum(SumFinisher* finisher, int /*wire_bytes*/) override {
     comm_.allreduce(values_, n_, ReduceOp::sum);
     if (finisher != nullptr) finisher->finish(values_, 0, units_.size() - 1);
     return values_;
@@ -173,6 +173,18 @@ void MpiComm::wait(MPI_Request& request, const char* call) {
   poll([&] {
     int done = 0;
     check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), call);
+    return done != 0;
+  }, call);
+}
+
+void MpiComm::wait_all(MPI_Request* requests, int n, const char* call) {
+  if (timeout_ <= 0) {
+    check_mpi(MPI_Waitall(n, requests, MPI_STATUSES_IGNORE), call);
+    return;
+  }
+  poll([&] {
+    int done = 0;
+    check_mpi(MPI_Testall(n, requests, &done, MPI_STATUSES_IGNORE), call);
     return done != 0;
   }, call);
 }
@@ -290,6 +302,119 @@ void iallreduce(MpiComm& waiter, MPI_Comm on, void* data, std::size_t n, DType t
   } while (done < n);
 }
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the ring's narrowed integers are little-endian");
+
+/// The low W bytes of each value (little-endian: its first W bytes).
+template <int W>
+void narrow(const std::int64_t* v, std::size_t n, unsigned char* out) {
+  for (std::size_t i = 0; i < n; ++i) std::memcpy(out + i * W, v + i, W);
+}
+
+/// Adds W-byte two's-complement integers, sign-extended, to v.
+template <int W>
+void widen_add(const unsigned char* in, std::size_t n, std::int64_t* v) {
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint64_t x = 0;
+    std::memcpy(&x, in + i * W, W);
+    if constexpr (W < 8) x <<= 64 - 8 * W;
+    v[i] += static_cast<std::int64_t>(x) >> (64 - 8 * W);  // arithmetic shift: the sign comes back
+  }
+}
+
+template <class F>
+void with_width(int wire, F&& f) {
+  switch (wire) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    default: MDN_CHECK(wire == 8); return f(std::integral_constant<int, 8>{});
+  }
+}
+
+/// The exact sum between ranks that share no memory, for the units [u_begin, u_end): a ring.
+///
+/// The units are dealt into Q contiguous groups of about equal length, one per rank of `on`. In
+/// Q - 1 steps each rank sends its partial sums of one group to the next rank, narrowed to
+/// `wire` bytes, and adds what the previous one sent (a reduce-scatter: after it, rank q holds
+/// the complete sums of group q + 1), finishes that group's units, and in Q - 1 more steps passes
+/// the groups' results around (an allgather). Every rank sends (Q - 1) / Q of the elements once
+/// as narrowed integers and once as results (the mean gradient's floats): 6 + 4 bytes an element
+/// against the 4 + 4 of a float allreduce in a ring, where an int64 allreduce moves 8 + 8.
+/// Integer addition is associative and commutative, so the order of the ring changes no bit.
+class Ring {
+ public:
+  Ring(MpiComm& waiter, MPI_Comm on, const std::vector<std::size_t>& units, std::size_t u_begin, std::size_t u_end,
+       const std::vector<std::vector<std::size_t>>& regions)
+      : waiter_(waiter), on_(on), units_(units), regions_(regions) {
+    check_mpi(MPI_Comm_rank(on, &rank_), "MPI_Comm_rank");
+    check_mpi(MPI_Comm_size(on, &size_), "MPI_Comm_size");
+    const std::size_t begin = units[u_begin], end = units[u_end];
+    std::size_t widest = 0;
+    groups_.push_back(u_begin);
+    for (int g = 1; g <= size_; ++g) {
+      const std::size_t at = begin + (end - begin) * static_cast<std::size_t>(g) / static_cast<std::size_t>(size_);
+      std::size_t u = groups_.back();
+      while (u < u_end && units[u] < at) ++u;
+      groups_.push_back(g == size_ ? u_end : u);
+      widest = std::max(widest, units[groups_.back()] - units[groups_[groups_.size() - 2]]);
+    }
+    MDN_CHECK(widest * 8 < kMaxCount);
+    send_.resize(widest * 8);
+    recv_.resize(widest * 8);
+    requests_.resize(2 * std::max<std::size_t>(regions.size(), 1));
+  }
+
+  void run(std::int64_t* sums, int wire, SumFinisher* finisher, unsigned char* results) {
+    const int Q = size_, q = rank_;
+    const int right = (q + 1) % Q, left = (q + Q - 1) % Q;
+    for (int s = 0; s + 1 < Q; ++s) {
+      const int out = (q - s + Q) % Q, in = (q - s - 1 + 2 * Q) % Q;
+      const std::size_t out_at = first(out), out_n = first(out + 1) - out_at;
+      const std::size_t in_at = first(in), in_n = first(in + 1) - in_at;
+      with_width(wire, [&](auto w) { narrow<decltype(w)::value>(sums + out_at, out_n, send_.data()); });
+      check_mpi(MPI_Irecv(recv_.data(), static_cast<int>(in_n) * wire, MPI_BYTE, left, kTag, on_, &requests_[0]),
+                "MPI_Irecv");
+      check_mpi(MPI_Isend(send_.data(), static_cast<int>(out_n) * wire, MPI_BYTE, right, kTag, on_, &requests_[1]),
+                "MPI_Isend");
+      waiter_.wait_all(requests_.data(), 2, "MPI_Isend/MPI_Irecv (the exact sum's ring)");
+      with_width(wire, [&](auto w) { widen_add<decltype(w)::value>(recv_.data(), in_n, sums + in_at); });
+    }
+    const int own = (q + 1) % Q;
+    finisher->finish(sums, groups_[static_cast<std::size_t>(own)], groups_[static_cast<std::size_t>(own) + 1]);
+    for (int s = 0; s + 1 < Q; ++s) {
+      const auto out = static_cast<std::size_t>((q + 1 - s + Q) % Q), in = static_cast<std::size_t>((q - s + Q) % Q);
+      int k = 0;
+      for (const auto& r : regions_) {
+        const std::size_t in_at = r[groups_[in]], in_bytes = r[groups_[in + 1]] - in_at;
+        const std::size_t out_at = r[groups_[out]], out_bytes = r[groups_[out + 1]] - out_at;
+        check_mpi(MPI_Irecv(results + in_at, static_cast<int>(in_bytes), MPI_BYTE, left, kTag, on_, &requests_[k++]),
+                  "MPI_Irecv");
+        check_mpi(MPI_Isend(results + out_at, static_cast<int>(out_bytes), MPI_BYTE, right, kTag, on_, &requests_[k++]),
+                  "MPI_Isend");
+      }
+      waiter_.wait_all(requests_.data(), k, "MPI_Isend/MPI_Irecv (the exact sum's ring)");
+    }
+  }
+
+ private:
+  static constexpr int kTag = 7;
+  /// The first element of group g.
+  std::size_t first(int g) const { return units_[groups_[static_cast<std::size_t>(g)]]; }
+
+  MpiComm& waiter_;
+  MPI_Comm on_;
+  const std::vector<std::size_t>& units_;
+  const std::vector<std::vector<std::size_t>>& regions_;
+  int rank_ = 0, size_ = 1;
+  std::vector<std::size_t> groups_;  // group g: units [groups_[g], groups_[g + 1])
+  std::vector<unsigned char> send_, recv_;
+  std::vector<MPI_Request> requests_;
+};
+
 /// Owns a communicator made from another (freed unless MPI is finalized).
 class OwnedComm {
  public:
@@ -405,11 +530,14 @@ class SharedSum final : public IntegerSum {
       check_mpi(MPI_Comm_split(world.handle(), node_rank == 0 ? 0 : MPI_UNDEFINED, world.rank(), across_.out()),
                 "MPI_Comm_split");
     }
+    regions_ = spec.result_regions;
+    if (across_.get() != MPI_COMM_NULL && !regions_.empty() && last_ > first_)
+      ring_ = std::make_unique<Ring>(world, across_.get(), units_, first_, last_, regions_);
   }
 
   static std::size_t round_to_pages(std::size_t bytes) { return (bytes + 4095) / 4096 * 4096; }
 
-  const std::int64_t* sum(SumFinisher* finisher) override {
+  const std::int64_t* sum(SumFinisher* finisher, int wire_bytes) override {
     publish();  // every rank's values are written
     const std::size_t begin = units_[first_], end = units_[last_];
     if (end > begin) {
@@ -424,9 +552,13 @@ class SharedSum final : public IntegerSum {
           for (std::size_t i = b; i < e; ++i) out[i] += part[i];
         }
       }
-      if (across_.get() != MPI_COMM_NULL)
-        iallreduce(world_, across_.get(), out + begin, end - begin, DType::i64, ReduceOp::sum);
-      if (finisher != nullptr) finisher->finish(sums_, first_, last_);
+      if (ring_ && finisher != nullptr) {
+        ring_->run(sums_, wire_bytes, finisher, static_cast<unsigned char*>(results_));
+      } else {
+        if (across_.get() != MPI_COMM_NULL)
+          iallreduce(world_, across_.get(), out + begin, end - begin, DType::i64, ReduceOp::sum);
+        if (finisher != nullptr) finisher->finish(sums_, first_, last_);
+      }
     }
     publish();  // every unit is summed and finished
     return sums_;
@@ -435,7 +567,8 @@ class SharedSum final : public IntegerSum {
   std::string route() const override {
     const std::string node = fmt::format("shared memory ({} rank{} per node", node_size_, node_size_ == 1 ? "" : "s");
     if (nodes_ == 1) return node + ", 1 node)";
-    return fmt::format("{}, {} nodes), between nodes MPI allreduce{}", node, nodes_,
+    return fmt::format("{}, {} nodes), between nodes {}{}", node, nodes_,
+                       regions_.empty() ? "MPI allreduce" : "a ring of narrowed integers and results",
                        leaders_ ? " by each node's first rank (nodes of unequal size)" : " in per-rank chunks");
   }
 
@@ -467,13 +600,54 @@ class SharedSum final : public IntegerSum {
   std::int64_t* sums_ = nullptr;
   std::uint32_t* barrier_ = nullptr;
   std::size_t first_ = 0, last_ = 0;  // the units this rank adds and finishes
+  std::vector<std::vector<std::size_t>> regions_;
+  std::unique_ptr<Ring> ring_;  // between nodes, when the results can travel instead of the sums
+};
+
+/// The integer sum over ranks that share no memory (one rank per node, or comm.shared_memory:
+/// false): a Ring over all of them, each finishing a group of units; without a finisher, one
+/// int64 allreduce.
+class RingSum final : public IntegerSum {
+ public:
+  RingSum(MpiComm& world, const IntegerSumSpec& spec)
+      : world_(world), buffer_(spec.n, 0), results_buffer_((spec.result_bytes + 7) / 8), regions_(spec.result_regions) {
+    values_ = buffer_.data();
+    results_ = results_buffer_.data();
+    n_ = spec.n;
+    units_ = units_of(spec);
+    check_mpi(MPI_Comm_dup(world.handle(), ring_comm_.out()), "MPI_Comm_dup");
+    ring_ = std::make_unique<Ring>(world, ring_comm_.get(), units_, 0, units_.size() - 1, regions_);
+  }
+  const std::int64_t* sum(SumFinisher* finisher, int wire_bytes) override {
+    if (finisher != nullptr) {
+      ring_->run(values_, wire_bytes, finisher, static_cast<unsigned char*>(results_));
+    } else {
+      iallreduce(world_, ring_comm_.get(), values_, n_, DType::i64, ReduceOp::sum);
+    }
+    return values_;
+  }
+  std::string route() const override { return "MPI ring of narrowed integers and results"; }
+
+ private:
+  MpiComm& world_;
+  std::vector<std::int64_t> buffer_;
+  std::vector<double> results_buffer_;
+  std::vector<std::vector<std::size_t>> regions_;
+  OwnedComm ring_comm_;
+  std::unique_ptr<Ring> ring_;
 };
 
 }  // namespace
 
 std::unique_ptr<IntegerSum> MpiComm::integer_sum(const IntegerSumSpec& spec, const IntegerSumOptions& options) {
   const std::size_t n = spec.n;
-  if (!options.shared_memory || size_ == 1 || n == 0) return Comm::integer_sum(spec, options);
+  // Ranks that share no memory: a ring when the results can travel instead of the sums.
+  const auto apart = [&]() -> std::unique_ptr<IntegerSum> {
+    if (spec.result_regions.empty()) return Comm::integer_sum(spec, options);
+    return std::make_unique<RingSum>(*this, spec);
+  };
+  if (size_ == 1 || n == 0) return Comm::integer_sum(spec, options);
+  if (!options.shared_memory) return apart();
   OwnedComm node;
   if (options.node >= 0)
     check_mpi(MPI_Comm_split(comm_, options.node, rank_, node.out()), "MPI_Comm_split");
@@ -488,7 +662,7 @@ std::unique_ptr<IntegerSum> MpiComm::integer_sum(const IntegerSumSpec& spec, con
   allreduce(agreed, 2, ReduceOp::max);
   allreduce(agreed + 2, 1, ReduceOp::sum);
   // One rank per node: nothing to share.
-  if (options.node < 0 && agreed[0] == 1) return Comm::integer_sum(spec, options);
+  if (options.node < 0 && agreed[0] == 1) return apart();
 
   // Every rank's part, the sums, the results and the barrier, each on pages of their own.
   const std::size_t stride = SharedSum::round_to_pages(n * sizeof(std::int64_t));
@@ -500,7 +674,7 @@ std::unique_ptr<IntegerSum> MpiComm::integer_sum(const IntegerSumSpec& spec, con
   // has none (no /dev/shm, too little room in it, a file size limit), every rank sums through MPI.
   const bool everywhere = min(segment.get() != nullptr ? 1 : 0) == 1;
   if (!created.empty()) shm_unlink(created.c_str());
-  if (!everywhere) return Comm::integer_sum(spec, options);
+  if (!everywhere) return apart();
   return std::make_unique<SharedSum>(*this, spec, std::move(node), std::move(segment), stride, node_rank, node_size,
                                      static_cast<int>(agreed[2]), agreed[0] == -agreed[1]);
 }

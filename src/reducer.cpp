@@ -1,6 +1,7 @@
 #include "mdn/reducer.hpp"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "mdn/error.hpp"
@@ -27,6 +28,21 @@ int ceil_log2(Index m) {
   while ((Index{1} << c) < m) ++c;
   return c;
 }
+
+}  // namespace
+
+int exact_wire_bytes(Index micro_total) {
+  // The sum of M terms, each within q/2 of its value, is within M^2 a 2^(1 - W) of the real sum
+  // when every term is below 2^(W - c) (W: the bits of the sums' magnitude, 2^c >= M, a the
+  // largest |value|); 2^-40 a needs M^2 <= 2^(W - 41). W = 8 B - 2 leaves the sign and one spare
+  // bit in B bytes.
+  const auto M = static_cast<double>(std::max<Index>(micro_total, 1));
+  for (int B = 6; B < 8; ++B)
+    if (M * M <= std::ldexp(1.0, 8 * B - 2 - 41)) return B;
+  return 8;
+}
+
+namespace {
 
 }  // namespace
 
@@ -59,9 +75,19 @@ GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max
       units_.push_back(static_cast<std::size_t>(n_));
       unit_slot_.push_back(-1);
       units_.push_back(static_cast<std::size_t>(n_ + kExactSumTail));
+      // The results: each unit's sum of squares (double), the mean (float), then the loss and
+      // rows sums (int64, written by the last unit's finisher); the regions say which bytes are
+      // whose, so that ranks on different nodes can pass them on.
       const std::size_t U = unit_slot_.size();
+      tail_at_ = (U * sizeof(double) + static_cast<std::size_t>(n_) * sizeof(float) + 7) / 8 * 8;
+      std::vector<std::vector<std::size_t>> regions(3);
+      for (std::size_t u = 0; u <= U; ++u) {
+        regions[0].push_back(u * sizeof(double));
+        regions[1].push_back(U * sizeof(double) + std::min(units_[u], static_cast<std::size_t>(n_)) * sizeof(float));
+        regions[2].push_back(tail_at_ + (u == U ? kExactSumTail * sizeof(std::int64_t) : 0));
+      }
       sum_ = comm.integer_sum({static_cast<std::size_t>(n_ + kExactSumTail), units_,
-                               U * sizeof(double) + static_cast<std::size_t>(n_) * sizeof(float)},
+                               tail_at_ + kExactSumTail * sizeof(std::int64_t), std::move(regions)},
                               sum);
     }
     finisher_.self = this;
@@ -178,18 +204,21 @@ void GradientReducer::choose_quanta(Index micro_total, std::int64_t step) {
   const std::size_t S = slots.size();
   const int c = ceil_log2(std::max<Index>(micro_total, 1));
   const int bias = faults_.quantum_shift(step, comm_.rank());
-  const double limit = std::ldexp(1.0, 62 - c);
+  wire_bytes_ = exact_wire_bytes(micro_total);
+  const int W = 8 * wire_bytes_ - 2;  // the sums' magnitude stays below 2^W
+  const double limit = std::ldexp(1.0, W - c);
   for (std::size_t s = 0; s <= S; ++s) {
     const double a = maxima_[s];
     int e = 0;
     if (a > 0) std::frexp(a, &e);  // a < 2^e
-    shift_[s] = 62 - c - e + bias;
+    shift_[s] = W - c - e + bias;
     // Decided on the global maxima: every rank reaches the same verdict (a collective error).
     if (std::ldexp(a, shift_[s]) >= limit)
       throw Error(Exit::failure,
                   fmt::format("exact reduction: accumulator overflow in '{}' at step {} (largest |value| {} over {} "
-                              "micro-batches cannot be held in 64-bit fixed point at quantum 2^{})",
-                              s < S ? slots[s].name : std::string("loss"), step, a, micro_total, -shift_[s]),
+                              "micro-batches cannot be held in {}-bit fixed point at quantum 2^{})",
+                              s < S ? slots[s].name : std::string("loss"), step, a, micro_total, 8 * wire_bytes_,
+                              -shift_[s]),
                   true);
   }
 }
@@ -229,10 +258,11 @@ void GradientReducer::sum_and_divide(Index n_local, std::int64_t rows_total, flo
     acc[n_ + kSumRows] = rows_acc;
     {
       ScopedTimer w(comm_seconds_);
-      sums_ = sum_->sum(&finisher_);  // each rank divides its units into the shared mean
+      sums_ = sum_->sum(&finisher_, wire_bytes_);  // each rank divides its units into the shared mean
     }
-    r.rows = sums_[n_ + kSumRows];
-    r.loss_sum = std::ldexp(static_cast<double>(sums_[n_ + kSumLoss]), -shift_[S]);
+    const auto* tail = reinterpret_cast<const std::int64_t*>(static_cast<const unsigned char*>(sum_->results()) + tail_at_);
+    r.rows = tail[kSumRows];
+    r.loss_sum = std::ldexp(static_cast<double>(tail[kSumLoss]), -shift_[S]);
     const auto* unit_squares = static_cast<const double*>(sum_->results());
     // Read in place: a copy would cost as much as the optimizer's own pass over it.
     r.mean = reinterpret_cast<const float*>(unit_squares + unit_slot_.size());
@@ -253,7 +283,10 @@ void GradientReducer::finish_units(const std::int64_t* sums, std::size_t first, 
   auto* shared_mean = reinterpret_cast<float*>(unit_squares + unit_slot_.size());
   for (std::size_t u = first; u < last; ++u) {
     const int s = unit_slot_[u];
-    if (s < 0) continue;  // the loss and rows: read from the sums
+    if (s < 0) {  // the loss and rows: into the results, for every rank
+      std::memcpy(static_cast<unsigned char*>(sum_->results()) + tail_at_, sums + n_, kExactSumTail * sizeof(std::int64_t));
+      continue;
+    }
     const std::size_t at = units_[u];
     unit_squares[u] = kernels_.dequantize(sums + at, shared_mean + at, static_cast<Index>(units_[u + 1] - at),
                                           factors_[static_cast<std::size_t>(s)]);
@@ -265,20 +298,24 @@ std::string GradientReducer::route() const {
   return sum_ ? sum_->route() : "MPI allreduce of floats";
 }
 
-double GradientReducer::last_sum(Index i) const {
+std::vector<double> GradientReducer::exact_sums() {
+  // Every rank's terms, quantised as reduce_exact did, summed exactly over the ranks.
+  std::vector<std::int64_t> v(static_cast<std::size_t>(n_), 0);
   for (std::size_t s = 0; s < layout_.slots().size(); ++s) {
     const Slot& slot = layout_.slots()[s];
-    if (i < slot.offset || i >= slot.offset + slot.size()) continue;
-    std::int64_t v = 0;
-    if (sums_ != nullptr) {
-      v = sums_[i];
-    } else {  // one rank: the sum of its micro-batches' terms, as reduce_exact formed it
+    for (Index i = slot.offset; i < slot.offset + slot.size(); ++i)
       for (Index k = 0; k < held_count_; ++k)
-        v += std::llrint(std::ldexp(static_cast<double>(held_[static_cast<std::size_t>(k)](i)), shift_[s]));
-    }
-    return std::ldexp(static_cast<double>(v), -shift_[s]);
+        v[static_cast<std::size_t>(i)] +=
+            std::llrint(std::ldexp(static_cast<double>(held_[static_cast<std::size_t>(k)](i)), shift_[s]));
   }
-  return 0;
+  comm_.allreduce(v.data(), v.size(), ReduceOp::sum);
+  std::vector<double> out(v.size());
+  for (std::size_t s = 0; s < layout_.slots().size(); ++s) {
+    const Slot& slot = layout_.slots()[s];
+    for (Index i = slot.offset; i < slot.offset + slot.size(); ++i)
+      out[static_cast<std::size_t>(i)] = std::ldexp(static_cast<double>(v[static_cast<std::size_t>(i)]), -shift_[s]);
+  }
+  return out;
 }
 
 }  // namespace mdn

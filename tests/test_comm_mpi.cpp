@@ -34,11 +34,11 @@ TEST(MpiComm, SettleRankLocalFailure) {
 TEST(MpiComm, SettleLowestRankWins) { MpiComm c(MPI_COMM_WORLD); check_settle_lowest_rank_wins(c); }
 
 /// Rank r's value i in round `round`: large, of both signs, different for every rank, element and
-/// round, and such that the sum over ranks cannot overflow.
-std::int64_t term(int rank, std::size_t i, int round) {
+/// round, and such that the sum over up to 4 ranks fits in `wire` bytes (|value| < 2^(8 wire - 5)).
+std::int64_t term(int rank, std::size_t i, int round, int wire = 8) {
   const auto h = (static_cast<std::uint64_t>(rank) + 1) * 0x9E3779B97F4A7C15ull ^
                  (static_cast<std::uint64_t>(i) + 7) * 0xC2B2AE3D27D4EB4Full ^ static_cast<std::uint64_t>(round) << 40;
-  return static_cast<std::int64_t>(h >> 4) - (std::int64_t{1} << 59);  // |value| < 2^59
+  return static_cast<std::int64_t>(h >> (68 - 8 * wire)) - (std::int64_t{1} << (8 * wire - 5));
 }
 
 /// Copies each finished unit's sums into the results, and counts the units it finished.
@@ -59,25 +59,34 @@ struct CopyUnits final : SumFinisher {
 /// finisher copies the sums into the results.
 /// `copies`: how many copies of the results there are — one per node through shared memory, one
 /// per rank through MPI — each unit being finished once per copy.
-void check_integer_sum(MpiComm& c, const IntegerSumOptions& options, const char* route_has, int copies) {
+/// `wire` > 0: the results' regions are given and the values fit in `wire` bytes, so that ranks
+/// apart pass on results (each unit finished once in all) and the sums are complete only where
+/// this rank finished; 0: the integers are allreduced.
+void check_integer_sum(MpiComm& c, const IntegerSumOptions& options, const char* route_has, int copies, int wire = 0) {
   const std::size_t n = 10007;  // odd: chunks of unequal length
   std::vector<std::size_t> units;  // of 1000 elements, then a ragged one
   for (std::size_t i = 0; i < n; i += 1000) units.push_back(i);
   units.push_back(n);
-  auto sum = c.integer_sum({n, units, n * sizeof(std::int64_t)}, options);
+  IntegerSumSpec spec{n, units, n * sizeof(std::int64_t), {}};
+  if (wire > 0) {
+    spec.result_regions.emplace_back();
+    for (std::size_t u : units) spec.result_regions[0].push_back(u * sizeof(std::int64_t));
+  }
+  auto sum = c.integer_sum(spec, options);
   ASSERT_EQ(sum->size(), n);
   EXPECT_NE(sum->route().find(route_has), std::string::npos) << sum->route();
+  const int w = wire > 0 ? wire : 8;
   for (int round = 0; round < 3; ++round) {
     std::int64_t* v = sum->values();
-    for (std::size_t i = 0; i < n; ++i) v[i] = term(c.rank(), i, round);
+    for (std::size_t i = 0; i < n; ++i) v[i] = term(c.rank(), i, round, w);
     CopyUnits copy(*sum, units);
-    const std::int64_t* s = round == 1 ? sum->sum() : sum->sum(&copy);
+    const std::int64_t* s = round == 1 ? sum->sum(nullptr, w) : sum->sum(&copy, w);
     const auto* results = static_cast<const std::int64_t*>(sum->results());
     std::size_t wrong = 0, wrong_results = 0;
     for (std::size_t i = 0; i < n; ++i) {
       std::int64_t expected = 0;
-      for (int r = 0; r < c.size(); ++r) expected += term(r, i, round);
-      wrong += s[i] != expected;
+      for (int r = 0; r < c.size(); ++r) expected += term(r, i, round, w);
+      wrong += (round == 1 || wire == 0) && s[i] != expected;
       wrong_results += round != 1 && results[i] != expected;
     }
     EXPECT_EQ(wrong, 0u) << "round " << round << ", route " << sum->route();
@@ -96,6 +105,8 @@ TEST(MpiComm, IntegerSumThroughSharedMemory) {
 TEST(MpiComm, IntegerSumThroughMpiAlone) {
   MpiComm c(MPI_COMM_WORLD);
   check_integer_sum(c, {false, -1}, c.size() == 1 ? "one rank" : "MPI allreduce", c.size());
+  // With the results' regions: a ring of narrowed integers (6, 7 and 8 bytes), then of results.
+  for (int wire : {6, 7, 8}) check_integer_sum(c, {false, -1}, c.size() == 1 ? "one rank" : "MPI ring", 1, wire);
 }
 
 TEST(MpiComm, IntegerSumOverNodesOfEqualSize) {
@@ -107,6 +118,12 @@ TEST(MpiComm, IntegerSumOverNodesOfEqualSize) {
   if (c.size() > 1) check_integer_sum(c, {true, c.rank()}, "per-rank chunks", c.size());
   if (c.size() % 2 == 0)
     check_integer_sum(c, {true, c.rank() % 2}, c.size() == 2 ? "per-rank chunks" : "2 nodes", 2);
+  // Between nodes a ring of narrowed integers and results: each unit finished once.
+  for (int wire : {6, 8}) {
+    if (c.size() % 2 == 0) check_integer_sum(c, {true, c.rank() / 2}, c.size() == 2 ? "1 node" : "ring", 1, wire);
+    if (c.size() > 1) check_integer_sum(c, {true, c.rank()}, "a ring of narrowed integers", 1, wire);
+    if (c.size() % 2 == 0) check_integer_sum(c, {true, c.rank() % 2}, "a ring of narrowed integers", 1, wire);
+  }
 }
 
 TEST(MpiComm, IntegerSumOverNodesOfUnequalSize) {
@@ -114,6 +131,7 @@ TEST(MpiComm, IntegerSumOverNodesOfUnequalSize) {
   MpiComm c(MPI_COMM_WORLD);
   if (c.size() < 3) GTEST_SKIP() << "needs 3 ranks";
   check_integer_sum(c, {true, c.rank() == 0 ? 0 : 1}, "unequal size", 2);
+  check_integer_sum(c, {true, c.rank() == 0 ? 0 : 1}, "unequal size", 1, 6);
 }
 
 TEST(MpiComm, IntegerSumFallsBackToMpiWhereNoSegmentCanBeMade) {

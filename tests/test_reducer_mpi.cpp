@@ -68,7 +68,7 @@ Reduced reduce(Comm& comm, Reduction mode, Index M, Owner owner, StepFlags flags
   out.result = red.reduce(local, M, rows, out.mean.data(), flags);
   if (out.result.finite) std::copy_n(out.result.mean, layout.size(), out.mean.data());
   if (mode == Reduction::exact && out.result.finite)
-    for (Index i = 0; i < layout.size(); ++i) out.sums.push_back(red.last_sum(i));
+    out.sums = red.exact_sums();
   return out;
 }
 
@@ -115,10 +115,27 @@ TEST(Reducer, ExactIsIdenticalThroughSharedMemoryAndThroughMpi) {
   }
 }
 
-TEST(Reducer, ExactMeetsItsPrecisionBound) {
+TEST(Reducer, TheNarrowestWireWidthThatKeepsTheBound) {
+  // The bound M^2 a 2^(1 - W), W = 8 bytes - 2, must be at most 2^-40 a with the width chosen,
+  // and not with one byte less (up to M = 1448, where 8 bytes reach their limit).
+  for (Index M = 1; M <= 1448; ++M) {
+    const int B = exact_wire_bytes(M);
+    const auto bound = [&](int bytes) { return static_cast<double>(M * M) * std::ldexp(1.0, 1 - (8 * bytes - 2)); };
+    EXPECT_LE(bound(B), std::ldexp(1.0, -40)) << "M " << M;
+    if (B > 6) {
+      EXPECT_GT(bound(B - 1), std::ldexp(1.0, -40)) << "M " << M;
+    }
+  }
+  EXPECT_EQ(exact_wire_bytes(2), 6);  // the benchmark's medium model: 2 micro-batches a step
+}
+
+class ExactPrecision : public testing::TestWithParam<Index> {};
+
+TEST_P(ExactPrecision, ExactMeetsItsPrecisionBound) {
   MpiComm comm(MPI_COMM_WORLD);
   const Layout layout(spec());
-  const Index M = 13;
+  const Index M = GetParam();
+  const int W = 8 * exact_wire_bytes(M) - 2;
   const Reduced r = reduce(comm, Reduction::exact, M, [&](Index g) { return static_cast<int>(g % comm.size()); });
   std::vector<Vec<float>> all(static_cast<std::size_t>(M), Vec<float>(layout.size()));
   for (Index g = 0; g < M; ++g) fill(all[static_cast<std::size_t>(g)].data(), layout, g);
@@ -146,7 +163,7 @@ TEST(Reducer, ExactMeetsItsPrecisionBound) {
       for (const auto& g : all) exact += g(i);
       const double err = std::abs(r.sums[static_cast<std::size_t>(i)] - static_cast<double>(exact));
       ASSERT_LE(err, std::ldexp(a, -40)) << s.name << " element " << i - s.offset;
-      ASSERT_LE(err, static_cast<double>(M * M) * a * std::ldexp(1.0, -61));
+      ASSERT_LE(err, static_cast<double>(M * M) * a * std::ldexp(1.0, 1 - W));
       // The mean is the sum divided once by the global row count (a multiplication by
       // quantum / rows in double), rounded to float: within one float rounding of sum / rows.
       const double want = r.sums[static_cast<std::size_t>(i)] / static_cast<double>(rows);
@@ -154,6 +171,9 @@ TEST(Reducer, ExactMeetsItsPrecisionBound) {
     }
   }
 }
+
+// Each width of the integers between nodes: 6 bytes (M <= 5), 7 (M <= 90), 8.
+INSTANTIATE_TEST_SUITE_P(Widths, ExactPrecision, testing::Values(5, 6, 13, 90, 91));
 
 TEST(Reducer, FastAgreesWithinFloatRounding) {
   MpiComm comm(MPI_COMM_WORLD);

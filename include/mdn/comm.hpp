@@ -46,6 +46,11 @@ struct IntegerSumSpec {
   std::size_t n = 0;
   std::vector<std::size_t> units;  ///< empty: units of 2048 elements
   std::size_t result_bytes = 0;
+  /// Where each unit's results lie: in every region r, unit u's are bytes [r[u], r[u + 1]) of
+  /// results() (U + 1 offsets each). Given, ranks that hold no common memory exchange the
+  /// results of the units they finished instead of the integer sums (fewer bytes: see sum());
+  /// empty, they allreduce the integers and each finishes its own copy.
+  std::vector<std::vector<std::size_t>> result_regions;
 };
 
 /// n int64 values per rank, summed over all ranks in place: the exact reduction's integer sum.
@@ -62,7 +67,13 @@ class IntegerSum {
   /// units it owns (every unit is finished by one rank), and the call returns once all have.
   /// Returns the element-wise sums; they and results() are valid until this rank calls sum()
   /// again. Allocates nothing.
-  virtual const std::int64_t* sum(SumFinisher* finisher = nullptr) = 0;
+  ///
+  /// `wire_bytes` (1..8): every partial sum of the values (any subset of the ranks') fits in that
+  /// many bytes of two's complement, so that between nodes they travel in that width. With a
+  /// finisher and result regions, nodes send each other the integers once (a reduce-scatter in a
+  /// ring) and then the finished results: the returned sums are then complete only in the units
+  /// this rank finished; without, they are complete everywhere.
+  virtual const std::int64_t* sum(SumFinisher* finisher = nullptr, int wire_bytes = 8) = 0;
   /// The units' results (result_bytes, 8-byte aligned), written by the finishers.
   void* results() { return results_; }
   /// How the values travel, for the start message and metrics.jsonl.

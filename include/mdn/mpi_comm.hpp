@@ -50,6 +50,8 @@ class MpiComm final : public Comm {
   /// Completes `request` (started by `call`, on this or a derived communicator), polling against
   /// the deadline: past it, reports the step and phase and aborts the job.
   void wait(MPI_Request& request, const char* call);
+  /// Completes n requests started by `call`, against the same deadline.
+  void wait_all(MPI_Request* requests, int n, const char* call);
   /// Polls `done` until it returns true, against the same deadline (the shared-memory barrier):
   /// spins for the first millisecond, then yields the core between polls.
   template <class Done>

@@ -36,6 +36,11 @@ struct StepFlags {
   bool checkpoint = false;  ///< checkpoint after this step (wall-clock schedule)
 };
 
+/// Exact mode: the bytes an integer of the step's sums takes between nodes, for M micro-batches
+/// in the step: 6 up to M = 5, 7 up to 90, 8 beyond; enough that the sum is within 2^-40 of the
+/// largest micro-batch gradient element (up to M = 1448, as with 8 bytes). The quanta follow it.
+int exact_wire_bytes(Index micro_total);
+
 class GradientReducer {
  public:
   /// max_local: the most micro-batches of one step a rank can hold; the quantisation runs in
@@ -70,9 +75,9 @@ class GradientReducer {
   Result reduce(Index n_local, Index micro_total, std::int64_t rows_total, float* mean, Flags flags = {},
                 std::int64_t step = 0);
 
-  /// Exact mode: the dequantised sum of element i before the division (for tests; on one rank it
-  /// is formed again from the held gradients).
-  double last_sum(Index i) const;
+  /// Exact mode, for tests: the last step's dequantised sums before the division, formed again
+  /// from every rank's held gradients (one int64 allreduce). Collective.
+  std::vector<double> exact_sums();
   /// How the gradient sums travel between ranks (for the start message).
   std::string route() const;
   /// Seconds spent in collectives so far.
@@ -107,7 +112,9 @@ class GradientReducer {
   std::vector<Index> rows_;             // per local micro-batch
   std::vector<double> maxima_;          // exact: per slot, then the MaxTail values (reducer.cpp)
   std::unique_ptr<IntegerSum> sum_;     // exact: this rank's quantised sums, then loss and rows (SumTail)
-  const std::int64_t* sums_ = nullptr;  // exact: the last step's sums over all ranks (none on one rank)
+  const std::int64_t* sums_ = nullptr;  // exact: the last step's sums (complete in this rank's units)
+  std::size_t tail_at_ = 0;             // exact, several ranks: where the results hold the loss and rows sums
+  int wire_bytes_ = 8;                  // exact: this step's width of the integers between nodes
   Index held_count_ = 0;                // exact: the last step's local micro-batches
   std::vector<std::size_t> units_;      // exact, several ranks: the integer sum's unit boundaries
   std::vector<int> unit_slot_;          // the slot of each unit (-1: the loss and rows)
