@@ -304,18 +304,22 @@ void iallreduce(MpiComm& waiter, MPI_Comm on, void* data, std::size_t n, DType t
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the ring's narrowed integers are little-endian");
 
-/// The low W bytes of each value (little-endian: its first W bytes).
+// Whole 8-byte moves at W-byte steps: a W-byte copy goes through the stack, and its wide reload
+// misses store forwarding (5 times slower). Both buffers carry 8 bytes of slack at the end.
+
+/// The low W bytes of each value (little-endian: its first W bytes); writes up to 8 - W bytes
+/// past n W (the next value overwrites them).
 template <int W>
 void narrow(const std::int64_t* v, std::size_t n, unsigned char* out) {
-  for (std::size_t i = 0; i < n; ++i) std::memcpy(out + i * W, v + i, W);
+  for (std::size_t i = 0; i < n; ++i) std::memcpy(out + i * W, v + i, 8);
 }
 
-/// Adds W-byte two's-complement integers, sign-extended, to v.
+/// Adds W-byte two's-complement integers, sign-extended, to v; reads up to 8 - W bytes past n W.
 template <int W>
 void widen_add(const unsigned char* in, std::size_t n, std::int64_t* v) {
   for (std::size_t i = 0; i < n; ++i) {
-    std::uint64_t x = 0;
-    std::memcpy(&x, in + i * W, W);
+    std::uint64_t x;
+    std::memcpy(&x, in + i * W, 8);  // the bytes past this integer's W leave by the shift
     if constexpr (W < 8) x <<= 64 - 8 * W;
     v[i] += static_cast<std::int64_t>(x) >> (64 - 8 * W);  // arithmetic shift: the sign comes back
   }
@@ -344,7 +348,11 @@ void with_width(int wire, F&& f) {
 /// the groups' results around (an allgather). Every rank sends (Q - 1) / Q of the elements once
 /// as narrowed integers and once as results (the mean gradient's floats): 6 + 4 bytes an element
 /// against the 4 + 4 of a float allreduce in a ring, where an int64 allreduce moves 8 + 8.
-/// Integer addition is associative and commutative, so the order of the ring changes no bit.
+///
+/// Each step's group travels in chunks of whole units (about kChunk elements), so that narrowing,
+/// sending, receiving and adding overlap; in the last adding step each chunk is finished and its
+/// results are sent on as soon as it has arrived, so that the allgather overlaps the
+/// reduce-scatter. Integer addition is associative and commutative: no order changes a bit.
 class Ring {
  public:
   Ring(MpiComm& waiter, MPI_Comm on, const std::vector<std::size_t>& units, std::size_t u_begin, std::size_t u_end,
@@ -353,66 +361,124 @@ class Ring {
     check_mpi(MPI_Comm_rank(on, &rank_), "MPI_Comm_rank");
     check_mpi(MPI_Comm_size(on, &size_), "MPI_Comm_size");
     const std::size_t begin = units[u_begin], end = units[u_end];
-    std::size_t widest = 0;
+    std::size_t widest = 0, most_chunks = 0;
     groups_.push_back(u_begin);
     for (int g = 1; g <= size_; ++g) {
       const std::size_t at = begin + (end - begin) * static_cast<std::size_t>(g) / static_cast<std::size_t>(size_);
       std::size_t u = groups_.back();
       while (u < u_end && units[u] < at) ++u;
       groups_.push_back(g == size_ ? u_end : u);
-      widest = std::max(widest, units[groups_.back()] - units[groups_[groups_.size() - 2]]);
+    }
+    for (int g = 0; g < size_; ++g) {
+      std::vector<std::size_t> c = {groups_[static_cast<std::size_t>(g)]};
+      const std::size_t last = groups_[static_cast<std::size_t>(g) + 1];
+      while (c.back() < last) {
+        std::size_t u = c.back() + 1;
+        while (u < last && units[u] - units[c.back()] < kChunk) ++u;
+        c.push_back(u);
+      }
+      most_chunks = std::max(most_chunks, c.size() - 1);
+      widest = std::max(widest, units[last] - units[groups_[static_cast<std::size_t>(g)]]);
+      chunks_.push_back(std::move(c));
     }
     MDN_CHECK(widest * 8 < kMaxCount);
-    send_.resize(widest * 8);
-    recv_.resize(widest * 8);
-    requests_.resize(2 * std::max<std::size_t>(regions.size(), 1));
+    send_.resize(widest * 8 + 8);  // the slack narrow and widen_add need
+    recv_.resize(widest * 8 + 8);
+    const std::size_t per_chunk = std::max<std::size_t>(regions.size(), 1);
+    sends_.resize(most_chunks);
+    recvs_.resize(most_chunks);
+    result_sends_.resize(most_chunks * per_chunk);
+    result_recvs_.resize(most_chunks * per_chunk);
   }
 
   void run(std::int64_t* sums, int wire, SumFinisher* finisher, unsigned char* results) {
     const int Q = size_, q = rank_;
     const int right = (q + 1) % Q, left = (q + Q - 1) % Q;
+    int result_sends = 0, result_recvs = 0;
+    if (Q == 1) finisher->finish(sums, groups_[0], groups_[1]);
     for (int s = 0; s + 1 < Q; ++s) {
       const int out = (q - s + Q) % Q, in = (q - s - 1 + 2 * Q) % Q;
-      const std::size_t out_at = first(out), out_n = first(out + 1) - out_at;
-      const std::size_t in_at = first(in), in_n = first(in + 1) - in_at;
-      with_width(wire, [&](auto w) { narrow<decltype(w)::value>(sums + out_at, out_n, send_.data()); });
-      check_mpi(MPI_Irecv(recv_.data(), static_cast<int>(in_n) * wire, MPI_BYTE, left, kTag, on_, &requests_[0]),
-                "MPI_Irecv");
-      check_mpi(MPI_Isend(send_.data(), static_cast<int>(out_n) * wire, MPI_BYTE, right, kTag, on_, &requests_[1]),
-                "MPI_Isend");
-      waiter_.wait_all(requests_.data(), 2, "MPI_Isend/MPI_Irecv (the exact sum's ring)");
-      with_width(wire, [&](auto w) { widen_add<decltype(w)::value>(recv_.data(), in_n, sums + in_at); });
-    }
-    const int own = (q + 1) % Q;
-    finisher->finish(sums, groups_[static_cast<std::size_t>(own)], groups_[static_cast<std::size_t>(own) + 1]);
-    for (int s = 0; s + 1 < Q; ++s) {
-      const auto out = static_cast<std::size_t>((q + 1 - s + Q) % Q), in = static_cast<std::size_t>((q - s + Q) % Q);
-      int k = 0;
-      for (const auto& r : regions_) {
-        const std::size_t in_at = r[groups_[in]], in_bytes = r[groups_[in + 1]] - in_at;
-        const std::size_t out_at = r[groups_[out]], out_bytes = r[groups_[out + 1]] - out_at;
-        check_mpi(MPI_Irecv(results + in_at, static_cast<int>(in_bytes), MPI_BYTE, left, kTag, on_, &requests_[k++]),
+      const bool last = s + 2 == Q;  // `in` is then this rank's own group, complete once added
+      const auto& in_chunks = chunks_[static_cast<std::size_t>(in)];
+      const auto& out_chunks = chunks_[static_cast<std::size_t>(out)];
+      const std::size_t in_at = element(in_chunks.front()), out_at = element(out_chunks.front());
+      for (std::size_t j = 0; j + 1 < in_chunks.size(); ++j) {
+        const std::size_t at = element(in_chunks[j]), n = element(in_chunks[j + 1]) - at;
+        check_mpi(MPI_Irecv(recv_.data() + (at - in_at) * static_cast<std::size_t>(wire), static_cast<int>(n) * wire,
+                            MPI_BYTE, left, kSumTag, on_, &recvs_[j]),
                   "MPI_Irecv");
-        check_mpi(MPI_Isend(results + out_at, static_cast<int>(out_bytes), MPI_BYTE, right, kTag, on_, &requests_[k++]),
-                  "MPI_Isend");
       }
-      waiter_.wait_all(requests_.data(), k, "MPI_Isend/MPI_Irecv (the exact sum's ring)");
+      if (last) result_recvs = post_results(q, left, results, result_recvs_.data());
+      for (std::size_t j = 0; j + 1 < out_chunks.size(); ++j) {
+        const std::size_t at = element(out_chunks[j]), n = element(out_chunks[j + 1]) - at;
+        unsigned char* buf = send_.data() + (at - out_at) * static_cast<std::size_t>(wire);
+        with_width(wire, [&](auto w) { narrow<decltype(w)::value>(sums + at, n, buf); });
+        check_mpi(MPI_Isend(buf, static_cast<int>(n) * wire, MPI_BYTE, right, kSumTag, on_, &sends_[j]), "MPI_Isend");
+      }
+      for (std::size_t j = 0; j + 1 < in_chunks.size(); ++j) {
+        const std::size_t at = element(in_chunks[j]), n = element(in_chunks[j + 1]) - at;
+        waiter_.wait(recvs_[j], "MPI_Irecv (the exact sum's ring)");
+        with_width(wire, [&](auto w) {
+          widen_add<decltype(w)::value>(recv_.data() + (at - in_at) * static_cast<std::size_t>(wire), n, sums + at);
+        });
+        if (!last) continue;
+        finisher->finish(sums, in_chunks[j], in_chunks[j + 1]);
+        result_sends += send_results(in_chunks[j], in_chunks[j + 1], right, results, result_sends_.data() + result_sends);
+      }
+      waiter_.wait_all(sends_.data(), static_cast<int>(out_chunks.size() - 1), "MPI_Isend (the exact sum's ring)");
+    }
+    // The allgather's first step (this rank's own group out, the previous rank's in) is under way.
+    waiter_.wait_all(result_sends_.data(), result_sends, "MPI_Isend (the exact sum's ring)");
+    waiter_.wait_all(result_recvs_.data(), result_recvs, "MPI_Irecv (the exact sum's ring)");
+    for (int s = 1; s + 1 < Q; ++s) {  // the rest: each rank passes on the group it received last
+      const int out = (q + 1 - s + Q) % Q, in = (q - s + Q) % Q;
+      const int r = post_results(in, left, results, result_recvs_.data());
+      const auto& c = chunks_[static_cast<std::size_t>(out)];
+      int n = 0;
+      for (std::size_t j = 0; j + 1 < c.size(); ++j) n += send_results(c[j], c[j + 1], right, results, result_sends_.data() + n);
+      waiter_.wait_all(result_sends_.data(), n, "MPI_Isend (the exact sum's ring)");
+      waiter_.wait_all(result_recvs_.data(), r, "MPI_Irecv (the exact sum's ring)");
     }
   }
 
  private:
-  static constexpr int kTag = 7;
-  /// The first element of group g.
-  std::size_t first(int g) const { return units_[groups_[static_cast<std::size_t>(g)]]; }
+  static constexpr int kSumTag = 7, kResultTag = 8;
+  static constexpr std::size_t kChunk = 65536;  // elements: 384 KiB of 6-byte integers a message
+
+  std::size_t element(std::size_t unit) const { return units_[unit]; }
+
+  /// Starts sending the results of units [u0, u1) to `to`, a message per region; returns how many.
+  int send_results(std::size_t u0, std::size_t u1, int to, unsigned char* results, MPI_Request* requests) {
+    int k = 0;
+    for (const auto& r : regions_)
+      check_mpi(MPI_Isend(results + r[u0], static_cast<int>(r[u1] - r[u0]), MPI_BYTE, to, kResultTag, on_,
+                          &requests[k++]),
+                "MPI_Isend");
+    return k;
+  }
+
+  /// Posts the receives of group g's results from `from`, a message per chunk and region, as
+  /// they are sent; returns how many.
+  int post_results(int g, int from, unsigned char* results, MPI_Request* requests) {
+    const auto& c = chunks_[static_cast<std::size_t>(g)];
+    int k = 0;
+    for (std::size_t j = 0; j + 1 < c.size(); ++j)
+      for (const auto& r : regions_)
+        check_mpi(MPI_Irecv(results + r[c[j]], static_cast<int>(r[c[j + 1]] - r[c[j]]), MPI_BYTE, from, kResultTag,
+                            on_, &requests[k++]),
+                  "MPI_Irecv");
+    return k;
+  }
 
   MpiComm& waiter_;
   MPI_Comm on_;
   const std::vector<std::size_t>& units_;
   const std::vector<std::vector<std::size_t>>& regions_;
   int rank_ = 0, size_ = 1;
-  std::vector<std::size_t> groups_;  // group g: units [groups_[g], groups_[g + 1])
+  std::vector<std::size_t> groups_;               // group g: units [groups_[g], groups_[g + 1])
+  std::vector<std::vector<std::size_t>> chunks_;  // group g's chunks: units [c[j], c[j + 1])
   std::vector<unsigned char> send_, recv_;
-  std::vector<MPI_Request> requests_;
+  std::vector<MPI_Request> sends_, recvs_, result_sends_, result_recvs_;
 };
 
 /// Owns a communicator made from another (freed unless MPI is finalized).

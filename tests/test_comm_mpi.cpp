@@ -63,7 +63,7 @@ struct CopyUnits final : SumFinisher {
 /// apart pass on results (each unit finished once in all) and the sums are complete only where
 /// this rank finished; 0: the integers are allreduced.
 void check_integer_sum(MpiComm& c, const IntegerSumOptions& options, const char* route_has, int copies, int wire = 0) {
-  const std::size_t n = 10007;  // odd: chunks of unequal length
+  const std::size_t n = 150007;  // odd: chunks of unequal length; the ring sends several a step
   std::vector<std::size_t> units;  // of 1000 elements, then a ragged one
   for (std::size_t i = 0; i < n; i += 1000) units.push_back(i);
   units.push_back(n);
