@@ -65,8 +65,17 @@ reaches() {  # reaches K ADDR: node K gets an answer from ADDR (a refused TCP co
 }
 
 shape() {  # shape NS DEV RATE: token bucket on DEV's egress
-  # burst: at least rate/250 bytes (a 4 ms bucket, above one timer tick), at least 64 KiB.
-  ip netns exec "$1" tc qdisc replace dev "$2" root tbf rate "$3" burst 256kb latency 100ms
+  # The bucket holds 100 us of the rate (at least 16 KiB): a link sends at its rate, not in
+  # bursts that a larger bucket would let through faster. The queue holds 10 ms of it, a
+  # switch's buffer: a longer one would hold the other direction's ACKs behind the data.
+  local n=${3%%[a-zA-Z]*} unit=${3##*[0-9.]} bps
+  [[ "$n" =~ ^[0-9]+$ ]] || { echo "cluster: --rate takes a whole NUMBER{kbit,mbit,gbit}, not '$3'" >&2; return 2; }
+  case ${unit,,} in
+    kbit) bps=$((n * 1000)) ;; mbit) bps=$((n * 1000000)) ;; gbit) bps=$((n * 1000000000)) ;;
+    *) echo "cluster: --rate takes NUMBER{kbit,mbit,gbit}, not '$3'" >&2; return 2 ;;
+  esac
+  local burst=$((bps / 8 / 10000)); ((burst < 16384)) && burst=16384
+  ip netns exec "$1" tc qdisc replace dev "$2" root tbf rate "$3" burst "$burst" latency 10ms
 }
 
 case $cmd in

@@ -21,7 +21,7 @@ pkgs_build=(g++ cmake make pkg-config
 pkgs_test=(python3 python3-h5py python3-numpy python3-xxhash python3-torch python3-matplotlib hdf5-tools
            slurm-wlm munge clang libclang-rt-dev qemu-user binutils iproute2)
 pkgs_demo=(python3 python3-h5py python3-numpy python3-matplotlib)
-pkgs_bench=(python3 python3-h5py python3-numpy python3-torch libopenblas0-openmp libblis4-serial libdnnl2)
+pkgs_bench=(python3 python3-h5py python3-numpy python3-torch libopenblas0-openmp libblis4-serial libdnnl2 iproute2)
 
 pkgs_mpich=(libmpich-dev mpich libhdf5-mpich-dev)
 mpi=${MDN_MPI:-openmpi}
