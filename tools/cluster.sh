@@ -35,6 +35,10 @@ subnet="10.213.$octet.0/24"
 bridge_ns="mdnc-$tag-br"
 node_ns() { echo "mdnc-$tag-n$1"; }
 addr() { echo "10.213.$octet.$(( $1 + 10 ))"; }
+# Commands run in a node's network namespace through nsenter, which changes that namespace only:
+# `ip netns exec` (and `ip -n`) also remount / and /sys, which fails where / is no mount point
+# (a chroot).
+in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
 count() { [[ -f "$dir/hosts" ]] || { echo "cluster: no cluster in $dir (run: tools/cluster.sh up $dir N)" >&2; exit 2; }
           wc -l <"$dir/hosts"; }
 check_node() {
@@ -60,7 +64,7 @@ down() {
 
 reaches() {  # reaches K ADDR: node K gets an answer from ADDR (a refused TCP connection is one)
   local out
-  out=$(ip netns exec "$(node_ns "$1")" timeout 1 /bin/bash -c ": </dev/tcp/$2/9" 2>&1) && return 0
+  out=$(in_ns "$(node_ns "$1")" timeout 1 /bin/bash -c ": </dev/tcp/$2/9" 2>&1) && return 0
   [[ "$out" == *refused* ]]
 }
 
@@ -75,7 +79,7 @@ shape() {  # shape NS DEV RATE: token bucket on DEV's egress
     *) echo "cluster: --rate takes NUMBER{kbit,mbit,gbit}, not '$3'" >&2; return 2 ;;
   esac
   local burst=$((bps / 8 / 10000)); ((burst < 16384)) && burst=16384
-  ip netns exec "$1" tc qdisc replace dev "$2" root tbf rate "$3" burst "$burst" latency 10ms
+  in_ns "$1" tc qdisc replace dev "$2" root tbf rate "$3" burst "$burst" latency 10ms
 }
 
 case $cmd in
@@ -91,22 +95,22 @@ case $cmd in
     trap 'echo "cluster: bringing up failed; taking down what was created" >&2; down' ERR
     ip netns add "$bridge_ns"
     echo "$bridge_ns" >>"$dir/namespaces"
-    ip -n "$bridge_ns" link set lo up
-    ip -n "$bridge_ns" link add br0 type bridge
-    ip -n "$bridge_ns" link set br0 up
+    in_ns "$bridge_ns" ip link set lo up
+    in_ns "$bridge_ns" ip link add br0 type bridge
+    in_ns "$bridge_ns" ip link set br0 up
     : >"$dir/hosts.new"
     for k in $(seq 1 "$n"); do
       ns=$(node_ns "$k")
       ip netns add "$ns"
       echo "$ns" >>"$dir/namespaces"
-      ip -n "$ns" link set lo up
+      in_ns "$ns" ip link set lo up
       # The pair is made in the node's namespace; its outer end moves to the bridge's.
-      ip -n "$ns" link add eth0 type veth peer name "port$k"
-      ip -n "$ns" link set "port$k" netns "$bridge_ns"
-      ip -n "$bridge_ns" link set "port$k" master br0
-      ip -n "$bridge_ns" link set "port$k" up
-      ip -n "$ns" addr add "$(addr "$k")/24" dev eth0
-      ip -n "$ns" link set eth0 up
+      in_ns "$ns" ip link add eth0 type veth peer name "port$k"
+      in_ns "$ns" ip link set "port$k" netns "$bridge_ns"
+      in_ns "$bridge_ns" ip link set "port$k" master br0
+      in_ns "$bridge_ns" ip link set "port$k" up
+      in_ns "$ns" ip addr add "$(addr "$k")/24" dev eth0
+      in_ns "$ns" ip link set eth0 up
       if [[ -n "$rate" ]]; then
         shape "$ns" eth0 "$rate"                  # node -> bridge
         shape "$bridge_ns" "port$k" "$rate"       # bridge -> node
@@ -123,7 +127,7 @@ case $cmd in
 host=\$1; shift
 read -r _ name ns < <(awk -v h="\$host" '\$1 == h || \$2 == h' "$dir/hosts")
 [[ -n "\$ns" ]] || { echo "cluster agent: unknown host \$host" >&2; exit 255; }
-exec ip netns exec "\$ns" unshare --uts /bin/bash -c 'hostname "\$0"; eval "\$*"' "\$name" "\$@"
+exec nsenter --net="/run/netns/\$ns" unshare --uts /bin/bash -c 'hostname "\$0"; eval "\$*"' "\$name" "\$@"
 AGENT
     chmod +x "$dir/agent"
     # Every node reaches every other before this returns.
@@ -142,7 +146,7 @@ AGENT
     [[ $# -ge 2 ]] || usage
     check_node "$1"
     k=$1; shift
-    exec ip netns exec "$(node_ns "$k")" unshare --uts /bin/bash -c 'hostname "$0"; exec "$@"' "node$k" "$@"
+    exec nsenter --net="/run/netns/$(node_ns "$k")" unshare --uts /bin/bash -c 'hostname "$0"; exec "$@"' "node$k" "$@"
     ;;
   mpirun)
     n=$(count)
@@ -157,14 +161,14 @@ AGENT
     head -n "$nodes" "$dir/hosts" | awk -v s="$per" '{print $1 " slots=" s}' >"$hostfile"
     mca=(--hostfile "$hostfile" --mca plm_rsh_agent "$dir/agent" --mca plm_rsh_no_tree_spawn 1
          --mca btl self,vader,tcp --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet")
-    exec ip netns exec "$(node_ns 1)" unshare --uts /bin/bash -c 'hostname node1; exec mpirun "$@"' _ "${mca[@]}" "$@"
+    exec nsenter --net="/run/netns/$(node_ns 1)" unshare --uts /bin/bash -c 'hostname node1; exec mpirun "$@"' _ "${mca[@]}" "$@"
     ;;
   cut|restore)
     [[ $# -eq 1 ]] || usage
     check_node "$1"
     state=down; [[ $cmd == restore ]] && state=up
-    ip -n "$bridge_ns" link set "port$1" "$state"
-    ip -n "$(node_ns "$1")" link set eth0 "$state"
+    in_ns "$bridge_ns" ip link set "port$1" "$state"
+    in_ns "$(node_ns "$1")" ip link set eth0 "$state"
     ;;
   pids)
     # pids DIR [K]: the processes running on node K (every node), one PID a line.

@@ -27,8 +27,12 @@ RATES = [("1 Gbit/s", "1gbit", 1e9), ("10 Gbit/s", "10gbit", 1e10), ("unshaped",
 
 
 def tx_bytes(net, node):
-    out = bench.sh([TOOL, "exec", net, str(node), "cat", "/sys/class/net/eth0/statistics/tx_bytes"])
-    return int(out.strip())
+    """The bytes node's eth0 has sent (/proc/net/dev shows the reading process's namespace)."""
+    for line in bench.sh([TOOL, "exec", net, str(node), "cat", "/proc/net/dev"]).splitlines():
+        name, _, fields = line.partition(":")
+        if name.strip() == "eth0":
+            return int(fields.split()[8])
+    sys.exit(f"bench_network: node {node} has no eth0")
 
 
 def run(a, net, name, cfg):
