@@ -30,7 +30,8 @@ constexpr const char* kFormat = "mdn-checkpoint";
 constexpr const char* kChecksumAlgorithm =
     "xxh3-64 of: every dataset's raw little-endian bytes in lexicographic order of its path "
     "(no leading '/'); then step, epoch, samples_seen, world_size, /optimizer step as int64; "
-    "best_valid_nll as float64; the config text; the cpu_level text; the permutation text; the train_files text";
+    "best_valid_nll as float64; the config text; the cpu_level text; the permutation text; the train_files text; "
+    "the covariance text";
 
 std::vector<std::string> state_names(OptimizerKind k, bool momentum) {
   if (k == OptimizerKind::sgd) return momentum ? std::vector<std::string>{"momentum"} : std::vector<std::string>{};
@@ -59,6 +60,10 @@ std::string checksum_of(const std::map<std::string, std::string>& datasets, cons
     XXH3_64bits_update(st, c.permutation.data(), c.permutation.size());
     const std::string files = train_files_text(c.train_files);
     XXH3_64bits_update(st, files.data(), files.size());
+  }
+  if (version >= 4) {
+    const std::string covariance = to_string(c.model.covariance);
+    XXH3_64bits_update(st, covariance.data(), covariance.size());
   }
   const XXH64_hash_t h = XXH3_64bits_digest(st);
   XXH3_freeState(st);
@@ -146,6 +151,7 @@ void write_contents(Writer& w, const Checkpoint& c) {
   w.attr("/model", "activation", std::string(to_string(m.activation)));
   w.attr("/model", "sigma", std::string(to_string(m.sigma)));
   w.attr("/model", "sigma_min", m.sigma_min);
+  w.attr("/model", "covariance", std::string(to_string(m.covariance)));
   w.attr("/model", "hidden", std::vector<std::int64_t>(m.hidden.begin(), m.hidden.end()));
   w.attr("/optimizer", "name", std::string(to_string(c.optimizer)));
   w.attr("/optimizer", "step", c.optimizer_steps);
@@ -332,7 +338,7 @@ void read_header(const Reader& r, Checkpoint& c) {
 }
 
 /// /model's attributes, every value range-checked before anything is sized by it.
-ModelSpec read_model_spec(const Reader& r) {
+ModelSpec read_model_spec(const Reader& r, std::int64_t version) {
   ModelSpec m;
   const auto dim = [&](const char* name, std::int64_t hi) {
     const std::int64_t v = r.i64("/model", name);
@@ -350,6 +356,8 @@ ModelSpec read_model_spec(const Reader& r) {
   m.sigma = parse_enum<SigmaMode>(r, r.str("/model", "sigma"), "sigma");
   m.sigma_min = r.f64("/model", "sigma_min");
   if (!(m.sigma_min > 0) || !std::isfinite(m.sigma_min)) r.fail("sigma_min must be positive");
+  // Versions 1 to 3 knew only diagonal components.
+  if (version >= 4) m.covariance = parse_enum<Covariance>(r, r.str("/model", "covariance"), "covariance");
   return m;
 }
 
@@ -386,7 +394,7 @@ Checkpoint read_checkpoint(const std::string& path, ChecksumStatus* status) {
   Reader r(path);
   Checkpoint c;
   read_header(r, c);
-  c.model = read_model_spec(r);
+  c.model = read_model_spec(r, c.format_version);
   const ModelSpec& m = c.model;
   const Layout layout(m);
   if (static_cast<double>(layout.size()) > 4e9) r.fail("the model it describes is implausibly large");

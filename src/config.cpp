@@ -369,6 +369,9 @@ std::vector<KeySpec> build_keys() {
                                 "sigma = f(raw) + sigma_min with f = softplus or exp."));
   k.push_back(real("model.sigma_min", [](Config& c) -> double& { return c.model.sigma_min; }, kPositive,
                    "Floor of every sigma, in normalised units when data.normalize is on."));
+  k.push_back(choice<Covariance>("model.covariance", [](Config& c) -> Covariance& { return c.model.covariance; },
+                                 "Each component's covariance: diagonal (a sigma per output) or full (the "
+                                 "Cholesky factor of its precision)."));
   // train
   k.push_back(optional_integer("train.epochs", [](Config& c) -> std::optional<std::int64_t>& { return c.train.epochs; }, 1,
                                "Epochs to train; training stops at epochs or max_steps, whichever comes first."));
@@ -578,6 +581,7 @@ ModelSpec Config::model_spec(int input_dim, int output_dim) const {
   s.activation = model.activation;
   s.sigma = model.sigma;
   s.sigma_min = model.sigma_min;
+  s.covariance = model.covariance;
   return s;
 }
 

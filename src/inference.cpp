@@ -156,44 +156,92 @@ std::vector<double> gather_rows(const std::vector<double>& local, Comm& comm) {
   return all;
 }
 
-/// The mixture of every local row, in data units: pi (n, K), mu and sigma (n, K L).
+/// The mixture of every local row, in data units: pi (n, K), mu and sigma (n, K L), sigma the
+/// square roots of the covariances' diagonals. With full covariance also `factor` (n, K L L):
+/// per row and component the upper-triangular T (row-major) with covariance T T^T, T = S_y U^-1.
 struct Mixtures {
   Eigen::MatrixXd pi, mu, sigma;
+  std::vector<double> factor;  // (n, K, L, L), empty for diagonal components
+  Index K = 0, L = 0;
+  bool full() const { return !factor.empty(); }
+  /// Component k's factor T at row j.
+  Eigen::Map<const RowMat<double>> tri(Index j, Index k) const { return {factor.data() + (j * K + k) * L * L, L, L}; }
 };
 
 Mixtures mixtures(const Model& m, const Mat<float>& rows) {
   const ModelSpec& spec = m.ck.model;
   const Index D = spec.input_dim, K = spec.components, L = spec.output_dim, n = rows.cols();
+  const Index F = spec.off_diagonals();
+  const bool full = spec.covariance == Covariance::full;
   Network<float> net(m.level, spec, m.ck.micro_batch);
-  Mixtures out{Eigen::MatrixXd(n, K), Eigen::MatrixXd(n, K * L), Eigen::MatrixXd(n, K * L)};
+  Mixtures out{Eigen::MatrixXd(n, K), Eigen::MatrixXd(n, K * L), Eigen::MatrixXd(n, K * L), {}, K, L};
+  Eigen::MatrixXd off_all(full ? n : 0, K * F);
   // Every block is computed in buffers of the same shape and alignment, so that vectorised and
   // scalar code paths (which round transcendental functions differently) meet the same elements
   // whatever the block's position in this rank's rows: the results do not depend on P.
   Mat<float> x(D, m.ck.micro_batch);
-  Eigen::MatrixXd pi(m.ck.micro_batch, K), mu(m.ck.micro_batch, K * L), sigma(m.ck.micro_batch, K * L);
-  for (Index j = 0; j < n; j += m.ck.micro_batch) {
-    const Index len = std::min(m.ck.micro_batch, n - j);
+  const Index mb = m.ck.micro_batch;
+  Eigen::MatrixXd pi(mb, K), mu(mb, K * L), sigma(mb, K * L), off(mb, full ? K * F : 0);
+  for (Index j = 0; j < n; j += mb) {
+    const Index len = std::min(mb, n - j);
     x.leftCols(len) = rows.block(0, j, D, len);
-    net.mixture(m.ck.params.data(), x.leftCols(len), pi.topRows(len), mu.topRows(len), sigma.topRows(len));
+    // off shares pi's outer stride (mb): its columns are filled for the first len rows.
+    net.mixture(m.ck.params.data(), x.leftCols(len), pi.topRows(len), mu.topRows(len), sigma.topRows(len),
+                full ? off.data() : nullptr);
     out.pi.middleRows(j, len) = pi.topRows(len);
     out.mu.middleRows(j, len) = mu.topRows(len);
     out.sigma.middleRows(j, len) = sigma.topRows(len);
+    if (full) off_all.middleRows(j, len) = off.topRows(len);
   }
-  if (m.ck.norm.enabled) {
+  const Eigen::VectorXd y_std = m.ck.norm.enabled ? m.ck.norm.y_std : Eigen::VectorXd::Ones(L);
+  if (m.ck.norm.enabled)
     for (Index k = 0; k < K; ++k)
-      for (Index l = 0; l < L; ++l) {
+      for (Index l = 0; l < L; ++l)
         out.mu.col(k * L + l) = out.mu.col(k * L + l) * m.ck.norm.y_std(l) + Eigen::VectorXd::Constant(n, m.ck.norm.y_mean(l));
-        out.sigma.col(k * L + l) *= m.ck.norm.y_std(l);
-      }
+  if (!full) {
+    for (Index k = 0; k < K; ++k)
+      for (Index l = 0; l < L; ++l) out.sigma.col(k * L + l) *= y_std(l);
+    return out;
   }
+  // U = diag(1 / s) + the strict upper off-diagonals; T = S_y U^-1 by back substitution, column
+  // by column (U T' = I: T'_cc = s_c, T'_ic = -s_i sum_{i < q <= c} U_iq T'_qc).
+  out.factor.assign(static_cast<std::size_t>(n * K * L * L), 0.0);
+  Eigen::MatrixXd U(L, L), T(L, L);
+  for (Index j = 0; j < n; ++j)
+    for (Index k = 0; k < K; ++k) {
+      U.setZero();
+      for (Index i = 0, o = 0; i < L; ++i) {
+        U(i, i) = 1.0 / out.sigma(j, k * L + i);
+        for (Index q = i + 1; q < L; ++q, ++o) U(i, q) = off_all(j, k * F + o);
+      }
+      T.setZero();
+      for (Index c = 0; c < L; ++c) {
+        T(c, c) = out.sigma(j, k * L + c);
+        for (Index i = c - 1; i >= 0; --i) {
+          double acc = 0;
+          for (Index q = i + 1; q <= c; ++q) acc += U(i, q) * T(q, c);
+          T(i, c) = -out.sigma(j, k * L + i) * acc;
+        }
+      }
+      double* t = out.factor.data() + (j * K + k) * L * L;
+      for (Index i = 0; i < L; ++i) {
+        double var = 0;
+        for (Index c = 0; c < L; ++c) {
+          t[i * L + c] = y_std(i) * T(i, c);
+          var += t[i * L + c] * t[i * L + c];
+        }
+        out.sigma(j, k * L + i) = std::sqrt(var);
+      }
+    }
   return out;
 }
 
 std::string describe_model(const ModelSpec& s) {
   std::string hidden;
   for (int w : s.hidden) hidden += (hidden.empty() ? "" : ", ") + std::to_string(w);
-  return fmt::format("{} -> [{}] {} -> K = {} components, {} sigma (sigma_min {}); {} parameters", s.input_dim, hidden,
-                     to_string(s.activation), s.components, to_string(s.sigma), s.sigma_min, Layout(s).size());
+  return fmt::format("{} -> [{}] {} -> K = {} components, {} covariance, {} sigma (sigma_min {}); {} parameters",
+                     s.input_dim, hidden, to_string(s.activation), s.components, to_string(s.covariance),
+                     to_string(s.sigma), s.sigma_min, Layout(s).size());
 }
 
 }  // namespace
@@ -225,9 +273,12 @@ int predict_command(const PredictOptions& o, Comm& comm) {
   const Inputs& in = opened.in;
   const Index K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();
   const Mixtures mix = mixtures(m, in.rows);
-  // Row-major per row: pi (K), mu (K L), sigma (K L), mean (L), variance (L), mode (L).
-  const Index width = K + 2 * K * L + 3 * L;
+  // Row-major per row: pi (K), mu (K L), sigma (K L), mean (L), variance (L), mode (L); with full
+  // covariance then covariance (K L L) and covariance_total (L L).
+  const Index base = K + 2 * K * L + 3 * L;
+  const Index width = base + (mix.full() ? (K + 1) * L * L : 0);
   std::vector<double> local(static_cast<std::size_t>(n * width));
+  Eigen::VectorXd row_mean(L);
   for (Index j = 0; j < n; ++j) {
     double* row = local.data() + j * width;
     Index heaviest = 0;
@@ -238,16 +289,27 @@ int predict_command(const PredictOptions& o, Comm& comm) {
       row[K + K * L + c] = mix.sigma(j, c);
     }
     for (Index l = 0; l < L; ++l) {
-      double mean = 0;
-      for (Index k = 0; k < K; ++k) mean += mix.pi(j, k) * mix.mu(j, k * L + l);
+      row_mean(l) = 0;
+      for (Index k = 0; k < K; ++k) row_mean(l) += mix.pi(j, k) * mix.mu(j, k * L + l);
       double var = 0;  // law of total variance, in the stable form sum pi (sigma^2 + (mu - mean)^2)
       for (Index k = 0; k < K; ++k) {
-        const double d = mix.mu(j, k * L + l) - mean;
+        const double d = mix.mu(j, k * L + l) - row_mean(l);
         var += mix.pi(j, k) * (mix.sigma(j, k * L + l) * mix.sigma(j, k * L + l) + d * d);
       }
-      row[K + 2 * K * L + l] = mean;
+      row[K + 2 * K * L + l] = row_mean(l);
       row[K + 2 * K * L + L + l] = var;
       row[K + 2 * K * L + 2 * L + l] = mix.mu(j, heaviest * L + l);
+    }
+    if (!mix.full()) continue;
+    // Sigma_k = T T^T; the total by the law of total covariance, sum pi (Sigma_k + d d^T).
+    Eigen::Map<RowMat<double>> total(row + base + K * L * L, L, L);
+    total.setZero();
+    for (Index k = 0; k < K; ++k) {
+      Eigen::Map<RowMat<double>> cov(row + base + k * L * L, L, L);
+      const auto t = mix.tri(j, k);
+      cov.noalias() = t * t.transpose();
+      const Eigen::VectorXd d = mix.mu.row(j).segment(k * L, L).transpose() - row_mean;
+      total.noalias() += mix.pi(j, k) * (cov + d * d.transpose());
     }
   }
   const std::vector<double> all = gather_rows(local, comm);
@@ -265,14 +327,25 @@ int predict_command(const PredictOptions& o, Comm& comm) {
     const auto pi = column_block(0, K), mu = column_block(K, K * L), sigma = column_block(K + K * L, K * L);
     const auto mean = column_block(K + 2 * K * L, L), var = column_block(K + 2 * K * L + L, L),
                mode = column_block(K + 2 * K * L + 2 * L, L);
-    write_output(o.output,
-                 {{"pi", {N, k}, pi.data()}, {"mu", {N, k, l}, mu.data()}, {"sigma", {N, k, l}, sigma.data()},
-                  {"mean", {N, l}, mean.data()}, {"variance", {N, l}, var.data()}, {"mode", {N, l}, mode.data()}},
-                 {{"checkpoint", o.checkpoint}, {"input", files_text(o.input)}, {"units", "data (as stored in the input file)"}});
-    std::printf("wrote '%s': pi (%llu, %lld), mu and sigma (%llu, %lld, %lld), mean, variance and mode (%llu, %lld)\n",
+    std::vector<OutputDataset> sets = {{"pi", {N, k}, pi.data()},      {"mu", {N, k, l}, mu.data()},
+                                       {"sigma", {N, k, l}, sigma.data()}, {"mean", {N, l}, mean.data()},
+                                       {"variance", {N, l}, var.data()}, {"mode", {N, l}, mode.data()}};
+    std::vector<double> cov, total;
+    if (mix.full()) {
+      cov = column_block(base, K * L * L);
+      total = column_block(base + K * L * L, L * L);
+      sets.push_back({"covariance", {N, k, l, l}, cov.data()});
+      sets.push_back({"covariance_total", {N, l, l}, total.data()});
+    }
+    write_output(o.output, sets,
+                 {{"checkpoint", o.checkpoint}, {"input", files_text(o.input)}, {"units", "data (as stored in the input file)"},
+                  {"covariance", to_string(m.ck.model.covariance)}});
+    std::printf("wrote '%s': pi (%llu, %lld), mu and sigma (%llu, %lld, %lld), mean, variance and mode (%llu, %lld)%s\n",
                 o.output.c_str(), static_cast<unsigned long long>(N), static_cast<long long>(K),
                 static_cast<unsigned long long>(N), static_cast<long long>(K), static_cast<long long>(L),
-                static_cast<unsigned long long>(N), static_cast<long long>(L));
+                static_cast<unsigned long long>(N), static_cast<long long>(L),
+                mix.full() ? fmt::format(", covariance ({}, {}, {}, {}), covariance_total ({}, {}, {})", N, K, L, L, N, L, L).c_str()
+                           : "");
     std::fflush(stdout);
   });
   return 0;
@@ -294,7 +367,7 @@ int sample_command(const SampleOptions& o, Comm& comm) {
     throw Error(Exit::input, fmt::format("--samples {}: the output would hold {:.1f} GiB", S, need / (1 << 30)), true);
   const Mixtures mix = mixtures(m, in.rows);
   std::vector<double> local(static_cast<std::size_t>(n * S * L));
-  Eigen::VectorXd w(K);
+  Eigen::VectorXd w(K), z(L);
   for (Index j = 0; j < n; ++j) {
     // pi_T = softmax(log pi / T), the same as softmax(logits / T).
     for (Index k = 0; k < K; ++k) w(k) = det::log(mix.pi(j, k)) / o.temperature;
@@ -310,7 +383,18 @@ int sample_command(const SampleOptions& o, Comm& comm) {
       for (double acc = w(0); k + 1 < K && u >= acc; acc += w(++k)) {
       }
       double* out = local.data() + (j * S + s) * L;
-      for (Index l = 0; l < L; ++l) out[l] = mix.mu(j, k * L + l) + o.sigma_temperature * mix.sigma(j, k * L + l) * r.normal();
+      if (!mix.full()) {
+        for (Index l = 0; l < L; ++l) out[l] = mix.mu(j, k * L + l) + o.sigma_temperature * mix.sigma(j, k * L + l) * r.normal();
+        continue;
+      }
+      // y = mu + T2 T z: T T^T is the component's covariance (T = S_y U^-1, upper triangular).
+      for (Index l = 0; l < L; ++l) z(l) = r.normal();
+      const auto t = mix.tri(j, k);
+      for (Index l = 0; l < L; ++l) {
+        double v = 0;
+        for (Index c = l; c < L; ++c) v += t(l, c) * z(c);
+        out[l] = mix.mu(j, k * L + l) + o.sigma_temperature * v;
+      }
     }
   }
   const std::vector<double> all = gather_rows(local, comm);
@@ -344,7 +428,7 @@ int inspect_command(const InspectOptions& o, Comm& comm) {
               {"step", ck.step}, {"epoch", ck.epoch}, {"samples_seen", ck.samples_seen}, {"world_size", ck.world_size},
               {"parameters", Layout(s).size()}, {"input_dim", s.input_dim}, {"output_dim", s.output_dim},
               {"components", s.components}, {"hidden", s.hidden}, {"activation", to_string(s.activation)},
-              {"sigma", to_string(s.sigma)}, {"sigma_min", s.sigma_min}, {"normalization", ck.norm.enabled},
+              {"sigma", to_string(s.sigma)}, {"sigma_min", s.sigma_min}, {"covariance", to_string(s.covariance)}, {"normalization", ck.norm.enabled},
               {"optimizer", to_string(ck.optimizer)}, {"optimizer_step", ck.optimizer_steps},
               {"best_valid_nll", std::isnan(ck.best_valid_nll) ? json(nullptr) : json(ck.best_valid_nll)},
               {"config", ck.config}};

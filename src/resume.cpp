@@ -17,8 +17,8 @@ namespace {
 /// the data, the optimizer state's shape and the sequence of batches.
 const std::vector<std::string>& resume_fixed_keys() {
   static const std::vector<std::string> keys = {
-      "model.hidden",  "model.activation", "model.components", "model.sigma",      "model.sigma_min",
-      "data.x",           "data.y",           "data.normalize",   "run.seed",
+      "model.hidden",     "model.activation",  "model.components", "model.sigma",    "model.sigma_min",
+      "model.covariance", "data.x",            "data.y",           "data.normalize", "run.seed",
       "train.batch_size", "train.micro_batch", "train.drop_last", "optimizer.name"};
   return keys;
 }

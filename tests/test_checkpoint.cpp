@@ -84,6 +84,32 @@ TEST(Checkpoint, SaveLoadSaveGivesIdenticalDatasetsAndAttributes) {
   EXPECT_EQ(files, 2);
 }
 
+TEST(Checkpoint, TheCovarianceFormIsStoredAndCoveredByTheChecksum) {
+  TempDir dir;
+  Checkpoint c = sample();
+  c.model.covariance = Covariance::full;
+  c.params = uniform_matrix<float>(Layout(c.model).size(), 1, -1, 1, seed(), 5);
+  c.optimizer_state = {{"exp_avg", uniform_matrix<float>(c.params.size(), 1, -1, 1, seed(), 6)},
+                       {"exp_avg_sq", uniform_matrix<float>(c.params.size(), 1, 0, 1, seed(), 7)}};
+  write_checkpoint(dir / "full.h5", c);
+  const Checkpoint back = read_checkpoint(dir / "full.h5");
+  EXPECT_EQ(back.model.covariance, Covariance::full);
+  EXPECT_EQ(back.params, c.params);
+  EXPECT_EQ(Layout(back.model).size(), Layout(c.model).size());
+  // With one output the two forms have the same layout: only the checksum tells them apart.
+  c.model.output_dim = 1;
+  c.norm = Normalization::identity(3, 1);
+  c.params = uniform_matrix<float>(Layout(c.model).size(), 1, -1, 1, seed(), 8);
+  c.optimizer_state = {{"exp_avg", c.params}, {"exp_avg_sq", c.params.cwiseAbs()}};
+  write_checkpoint(dir / "l1.h5", c);
+  {
+    h5::Handle f = h5::checked(H5Fopen((dir / "l1.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+    h5::check(H5Adelete_by_name(f.get(), "model", "covariance", H5P_DEFAULT), "delete");
+    h5::write_attribute(f.get(), "/model", "covariance", std::string("diagonal"), "write");
+  }
+  EXPECT_NE(error_of(dir / "l1.h5").find("checksum mismatch"), std::string::npos) << error_of(dir / "l1.h5");
+}
+
 TEST(Checkpoint, NoValidationMeansNaNAndSgdWithoutMomentumHasNoState) {
   TempDir dir;
   Checkpoint c = sample();
@@ -186,15 +212,15 @@ TEST(Checkpoint, ForeignFilesAreRefusedByName) {
   }
   EXPECT_EQ(error_of(dir / "other.h5"),
             "checkpoint '" + (dir / "other.h5") + "': not an mdn checkpoint (no format attribute 'mdn-checkpoint')");
-  write_checkpoint(dir / "v4.h5", sample());
+  write_checkpoint(dir / "v5.h5", sample());
   {
-    h5::Handle f = h5::checked(H5Fopen((dir / "v4.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+    h5::Handle f = h5::checked(H5Fopen((dir / "v5.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
     h5::Handle a = h5::checked(H5Aopen(f.get(), "format_version", H5P_DEFAULT), "attr");
-    const std::int64_t v = 4;
+    const std::int64_t v = 5;
     h5::check(H5Awrite(a.get(), H5T_NATIVE_INT64, &v), "write");
   }
-  EXPECT_EQ(error_of(dir / "v4.h5"),
-            "checkpoint '" + (dir / "v4.h5") + "': format version 4; this mdn reads versions 1 to 3");
+  EXPECT_EQ(error_of(dir / "v5.h5"),
+            "checkpoint '" + (dir / "v5.h5") + "': format version 5; this mdn reads versions 1 to 4");
 }
 
 TEST(Checkpoint, HostileContentsAreRefusedBeforeAnyLargeAllocation) {

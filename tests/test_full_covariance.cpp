@@ -193,5 +193,76 @@ TEST(FullCovariance, WithZeroOffDiagonalsItIsTheDiagonalHead) {
   }
 }
 
+/// The kernel of every level (MixtureHead with Covariance::full, vectorised along the samples)
+/// against the scalar reference, for n samples at once: each sample's NLL and gradient.
+template <class S>
+void kernel_against_reference(const Case& c, SigmaMode mode, double tol) {
+  const Index n = 37;  // not a multiple of any packet: the last packet is partly padding
+  const Index O = full_head_outputs(c.K, c.L);
+  Mat<S> head(n, O), y(c.L, n), dhead(n, O);
+  for (Index j = 0; j < n; ++j) {
+    const Sample s = draw(c, 400 + static_cast<std::uint64_t>(j));
+    for (Index i = 0; i < O; ++i) head(j, i) = static_cast<S>(s.head[static_cast<std::size_t>(i)]);
+    for (int l = 0; l < c.L; ++l) y(l, j) = static_cast<S>(s.y[static_cast<std::size_t>(l)]);
+  }
+  FullCovarianceMixture ref(c.K, c.L, mode, kFloor);
+  for (CpuLevel level : runnable_levels()) {
+    SCOPED_TRACE(level_name(level));
+    MixtureHead<S> kernel(level, c.K, c.L, mode, kFloor, n, Covariance::full);
+    ASSERT_EQ(kernel.outputs(), O);
+    std::vector<double> per(static_cast<std::size_t>(n));
+    const double total = kernel.nll_and_grad(head, y, dhead, per.data());
+    double ref_total = 0;
+    for (Index j = 0; j < n; ++j) {
+      std::vector<double> h(static_cast<std::size_t>(O)), yy(static_cast<std::size_t>(c.L)), g(h.size());
+      for (Index i = 0; i < O; ++i) h[static_cast<std::size_t>(i)] = static_cast<double>(head(j, i));
+      for (int l = 0; l < c.L; ++l) yy[static_cast<std::size_t>(l)] = static_cast<double>(y(l, j));
+      const double v = ref.nll(h.data(), yy.data(), g.data());
+      ref_total += v;
+      EXPECT_NEAR(per[static_cast<std::size_t>(j)], v, tol * std::max(1.0, std::abs(v))) << "sample " << j;
+      for (Index i = 0; i < O; ++i) {
+        const double want = g[static_cast<std::size_t>(i)];
+        // A float gradient is rounded once from its double value.
+        const double slack = std::is_same_v<S, float> ? 1e-7 * std::abs(want) : 0.0;
+        EXPECT_NEAR(static_cast<double>(dhead(j, i)), want, tol * std::max(1.0, std::abs(want)) + slack)
+            << "sample " << j << ", output " << i;
+      }
+    }
+    EXPECT_NEAR(total, ref_total, tol * std::max(1.0, std::abs(ref_total)));
+    EXPECT_EQ(kernel.nll(head, y), total);
+  }
+}
+
+TEST_P(Full, EveryLevelsKernelMatchesTheReference) {
+  const auto& [c, mode] = GetParam();
+  kernel_against_reference<double>(c, mode, 1e-11);
+  kernel_against_reference<float>(c, mode, 1e-11);
+}
+
+TEST(FullCovariance, TheKernelsResultForASampleDoesNotDependOnItsPosition) {
+  const Case c{"", 4, 3, 2};
+  const Index O = full_head_outputs(c.K, c.L), n = 21;
+  Mat<float> head(n, O), y(c.L, n), d(n, O), one_h(1, O), one_y(c.L, 1), one_d(1, O);
+  for (Index j = 0; j < n; ++j) {
+    const Sample s = draw(c, 500 + static_cast<std::uint64_t>(j));
+    for (Index i = 0; i < O; ++i) head(j, i) = static_cast<float>(s.head[static_cast<std::size_t>(i)]);
+    for (int l = 0; l < c.L; ++l) y(l, j) = static_cast<float>(s.y[static_cast<std::size_t>(l)]);
+  }
+  for (CpuLevel level : runnable_levels()) {
+    MixtureHead<float> all(level, c.K, c.L, SigmaMode::softplus, kFloor, n, Covariance::full);
+    MixtureHead<float> single(level, c.K, c.L, SigmaMode::softplus, kFloor, 1, Covariance::full);
+    std::vector<double> per(static_cast<std::size_t>(n));
+    all.nll_and_grad(head, y, d, per.data());
+    for (Index j = 0; j < n; ++j) {
+      one_h = head.row(j);
+      one_y = y.col(j);
+      double p = 0;
+      single.nll_and_grad(one_h, one_y, one_d, &p);
+      EXPECT_EQ(p, per[static_cast<std::size_t>(j)]) << level_name(level) << " sample " << j;
+      EXPECT_EQ(Mat<float>(one_d), Mat<float>(d.row(j))) << level_name(level) << " sample " << j;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mdn::test

@@ -26,6 +26,7 @@ struct Case {
   double h;  ///< finite-difference step (relative to max(1, |p|))
   /// Adjusts the initialised parameters and the targets to reach a corner of the head.
   std::function<void(double* params, const Layout&, Mat<double>& y, const ModelSpec&)> tweak;
+  Covariance covariance = Covariance::diagonal;
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -97,6 +98,7 @@ TEST_P(GradientCheck, EveryParameterMatchesFiniteDifferences) {
   spec.activation = c.act;
   spec.sigma = c.sigma;
   spec.sigma_min = 1e-3;
+  spec.covariance = c.covariance;
   const Index n = 7;
   Network<double> net(level, spec, n);
   const Layout& layout = net.layout();
@@ -125,6 +127,12 @@ TEST_P(GradientCheck, EveryParameterMatchesFiniteDifferences) {
   EXPECT_GT(compare(f, params, wrong, layout, f0, c.h).worst, 1.0);
 }
 
+/// Full covariance: off-diagonal factors pinned large (strong correlations).
+void large_off_diagonals(double* p, const Layout& l, Mat<double>&, const ModelSpec& s) {
+  const int K = s.components, KL = K * s.output_dim;
+  pin_head_rows(p, l, s, K + 2 * KL, K * s.off_diagonals(), 3.0, 1.0);
+}
+
 const std::vector<Case> kCases = {
     {"K1_L1_tanh_softplus", 2, 1, 1, {5}, Activation::tanh, SigmaMode::softplus, 1e-5, nullptr},
     {"K1_L2_relu_exp", 3, 2, 1, {6, 4}, Activation::relu, SigmaMode::exp, 1e-5, nullptr},
@@ -138,6 +146,15 @@ const std::vector<Case> kCases = {
     {"SigmaAtFloorExp", 2, 1, 3, {5}, Activation::relu, SigmaMode::exp, 1e-7, sigma_at_floor},
     {"TargetFarFromEveryComponent", 2, 2, 3, {5}, Activation::tanh, SigmaMode::softplus, 1e-5,
      [](double*, const Layout&, Mat<double>& y, const ModelSpec&) { y.array() += 40.0; }},
+    {"Full_K3_L3_tanh_softplus", 2, 3, 3, {5}, Activation::tanh, SigmaMode::softplus, 1e-5, nullptr,
+     Covariance::full},
+    {"Full_K1_L4_relu_exp", 3, 4, 1, {6, 4}, Activation::relu, SigmaMode::exp, 1e-5, nullptr, Covariance::full},
+    {"Full_K4_L2_LargeOffDiagonals", 2, 2, 4, {5}, Activation::tanh, SigmaMode::softplus, 1e-5,
+     large_off_diagonals, Covariance::full},
+    {"Full_K3_L3_SigmaAtFloor", 2, 3, 3, {5}, Activation::tanh, SigmaMode::softplus, 1e-7, sigma_at_floor,
+     Covariance::full},
+    {"Full_K2_L5_TargetFar", 2, 5, 2, {5}, Activation::tanh, SigmaMode::softplus, 1e-5,
+     [](double*, const Layout&, Mat<double>& y, const ModelSpec&) { y.array() += 20.0; }, Covariance::full},
     {"TargetFarExp", 2, 1, 3, {5}, Activation::relu, SigmaMode::exp, 1e-5,
      [](double*, const Layout&, Mat<double>& y, const ModelSpec&) { y.array() -= 40.0; }},
     {"OneComponentHoldsNearlyAllWeight", 2, 2, 3, {5}, Activation::tanh, SigmaMode::softplus, 1e-5,

@@ -81,5 +81,18 @@ TEST(NoMalloc, WiderReluNetworkExpSigma) {
   for (CpuLevel level : runnable_levels()) steps_without_allocation<float>(level, spec, 128);
 }
 
+TEST(NoMalloc, FullCovarianceHead) {
+  ModelSpec spec;
+  spec.input_dim = 8;
+  spec.output_dim = 4;
+  spec.components = 5;
+  spec.hidden = {64, 64};
+  spec.covariance = Covariance::full;
+  for (CpuLevel level : runnable_levels()) {
+    steps_without_allocation<float>(level, spec, 128);
+    steps_without_allocation<double>(level, spec, 64);
+  }
+}
+
 }  // namespace
 }  // namespace mdn::test

@@ -246,20 +246,26 @@ TEST_F(TrainCli, RerunningAFinishedRunExitsAtOnce) {
 }
 
 TEST_F(TrainCli, CheckpointsReadBackWithH5pyAndTheReadmesPytorchCode) {
-  expect_ok(train(2, "py"), 2);
-  double valid_nll = 0;
-  for (const json& rec : metrics("py"))
-    if (rec["kind"] == "valid" && rec["step"] == kSteps) valid_nll = rec["valid_nll"];
-  const RunResult r = run({"/usr/bin/python3", std::string(MDN_TEST_SOURCE_DIR) + "/tests/data/check_checkpoint.py",
-                           std::string(MDN_TEST_SOURCE_DIR) + "/README.md",
-                           dir_ / "py/checkpoints/step-00000022.h5", dir_ / "valid.h5"},
-                          {120, {}, {}});
-  ASSERT_EQ(r.exit_code, 0) << r.all();
-  const json out = json::parse(r.out);
-  EXPECT_TRUE(out["checksum_ok"].get<bool>());
-  EXPECT_TRUE(out["problems"].empty()) << out.dump();
-  // PyTorch's float32 network and mdn's agree to float rounding on the mean NLL.
-  EXPECT_NEAR(out["nll"].get<double>(), valid_nll, 1e-5) << out.dump();
+  // Both covariance forms: the README's code builds the mixture with torch.distributions
+  // (Normal, or MultivariateNormal from the precision) inside MixtureSameFamily.
+  for (const std::string covariance : {"diagonal", "full"}) {
+    SCOPED_TRACE(covariance);
+    const std::string run_dir = "py-" + covariance;
+    expect_ok(train(2, run_dir, {"model.covariance=" + covariance}), 2);
+    double valid_nll = 0;
+    for (const json& rec : metrics(run_dir))
+      if (rec["kind"] == "valid" && rec["step"] == kSteps) valid_nll = rec["valid_nll"];
+    const RunResult r = run({"/usr/bin/python3", std::string(MDN_TEST_SOURCE_DIR) + "/tests/data/check_checkpoint.py",
+                             std::string(MDN_TEST_SOURCE_DIR) + "/README.md",
+                             dir_ / (run_dir + "/checkpoints/step-00000022.h5"), dir_ / "valid.h5"},
+                            {120, {}, {}});
+    ASSERT_EQ(r.exit_code, 0) << r.all();
+    const json out = json::parse(r.out);
+    EXPECT_TRUE(out["checksum_ok"].get<bool>());
+    EXPECT_TRUE(out["problems"].empty()) << out.dump();
+    // PyTorch's float32 network and mdn's agree to float rounding on the mean NLL.
+    EXPECT_NEAR(out["nll"].get<double>(), valid_nll, 1e-5) << out.dump();
+  }
 }
 
 TEST_F(TrainCli, TrainingStepsAgreeWithPytorch) {
@@ -274,19 +280,21 @@ TEST_F(TrainCli, TrainingStepsAgreeWithPytorch) {
     int ranks;
     std::vector<std::string> sets;
     std::vector<std::string> torch_args;
+    std::string name;
   };
   const std::vector<Case> cases = {
-      {"adam", 2, {"optimizer.lr=0.01"}, {"--lr", "0.01"}},
-      {"adamw", 3, {"optimizer.lr=0.01", "optimizer.weight_decay=0.1"}, {"--lr", "0.01", "--weight-decay", "0.1"}},
+      {"adam", 2, {"optimizer.lr=0.01"}, {"--lr", "0.01"}, "adam"},
+      {"adam", 3, {"optimizer.lr=0.01", "model.covariance=full"}, {"--lr", "0.01"}, "adam-full"},
+      {"adamw", 3, {"optimizer.lr=0.01", "optimizer.weight_decay=0.1"}, {"--lr", "0.01", "--weight-decay", "0.1"}, "adamw"},
       {"sgd", 1,
        {"optimizer.lr=0.1", "optimizer.momentum=0.9", "optimizer.nesterov=true", "optimizer.weight_decay=0.01"},
-       {"--lr", "0.1", "--momentum", "0.9", "--nesterov", "--weight-decay", "0.01"}},
+       {"--lr", "0.1", "--momentum", "0.9", "--nesterov", "--weight-decay", "0.01"}, "sgd"},
   };
   constexpr double kClip = 0.3;
   for (const CpuLevel level : runnable_levels()) {
     for (const Case& c : cases) {
-      SCOPED_TRACE(c.optimizer + " at " + to_string(level));
-      const std::string run_dir = "torch-" + c.optimizer + "-" + level_name(level);
+      SCOPED_TRACE(c.name + " at " + to_string(level));
+      const std::string run_dir = "torch-" + c.name + "-" + level_name(level);
       std::vector<std::string> sets = {"optimizer.name=" + c.optimizer, "train.batch_size=1037", "train.micro_batch=61",
                                        "train.epochs=6", "checkpoint.every_steps=1", "checkpoint.keep_last=10",
                                        "clip.global_norm=" + std::to_string(kClip),
@@ -302,7 +310,7 @@ TEST_F(TrainCli, TrainingStepsAgreeWithPytorch) {
       const RunResult r = run(cmd, {120, {}, {}});
       ASSERT_EQ(r.exit_code, 0) << r.all();
       const json out = json::parse(r.out);
-      std::cout << c.optimizer << " at " << to_string(level) << ": err " << out["err"].get<double>()
+      std::cout << c.name << " at " << to_string(level) << ": err " << out["err"].get<double>()
                 << ", one step short " << out["err_short"].get<double>() << "\n";
       EXPECT_EQ(out["steps"], 5);
       EXPECT_LT(out["err"].get<double>(), 1e-5) << out.dump();

@@ -117,9 +117,9 @@ TEST_F(UseCli, SampleMatchesTheMixtureMomentsAndIsTheSameForAnyRankCount) {
 TEST_F(UseCli, InspectDescribesAndChecksTheFile) {
   const RankedRun r = mdn(1, {"inspect", ckpt_});
   expect_ok(r, 1);
-  for (const char* s : {"format      mdn-checkpoint, version 3", "checksum    ok (", "cpu level   x86-64",
+  for (const char* s : {"format      mdn-checkpoint, version 4", "checksum    ok (", "cpu level   x86-64",
                         "epoch order feistel6", "/train.h5 (1037 rows)",
-                        "model       2 -> [16, 16] tanh -> K = 3 components, softplus sigma (sigma_min 0.001); 575 parameters",
+                        "model       2 -> [16, 16] tanh -> K = 3 components, diagonal covariance, softplus sigma (sigma_min 0.001); 575 parameters",
                         "progress    step 22, epoch 2, 2074 samples seen; saved by 2 ranks", "optimizer   adam, step 22",
                         "    batch_size: 100"})
     EXPECT_NE(r.result.out.find(s), std::string::npos) << s << "\n" << r.result.out;

@@ -6,11 +6,17 @@ all vary smoothly with x (component k, angle t_k = 2 pi k / K):
     logits   a_k(x)    = 1.5 sin(t_k + pi x_0) + 0.5 cos(t_k) x_1
     means    mu_kl(x)  = 2 cos(t_k + l pi / 2 + 0.8 x_0) + 0.5 x_{(l+1) mod D}
     scales   s_kl(x)   = 0.12 + 0.08 (1 + sin(t_k + l + 1.5 x_{l mod D}))
+With --covariance full the components are correlated, and their correlations move with x: the
+covariance of component k is C C^T with C lower triangular,
+    C_ll(x)  = s_kl(x)
+    C_lj(x)  = 0.35 sin(t_k + l + 2 j + 1.2 x_0)     (j < l)
+so that correlations up to about 0.9 change sign across the input space.
 Datasets: x (N, D), y (N, L) float32, and logp_true (N,) float64, log p(y | x) under the true
 mixture (evaluated in log space at the float32 values written), so -mean(logp_true) is the NLL of
 the true model: no model can do better on average.
 
     tools/gen_known_density.py OUT.h5 [--rows N] [--inputs D] [--outputs L] [--components K] [--seed S]
+                                      [--covariance diagonal|full]
 """
 import argparse
 
@@ -29,12 +35,28 @@ def mixture(x, L, K):
     return logits, mu, s
 
 
-def log_density(x, y, L, K):
-    logits, mu, s = mixture(x.astype(np.float64), L, K)
+def factor(x, s, K, L, full):
+    """The components' lower Cholesky factors C (N, K, L, L) of the covariance."""
+    c = np.zeros(s.shape + (L,))
+    idx = np.arange(L)
+    c[:, :, idx, idx] = s
+    if full:
+        t = 2 * np.pi * np.arange(K) / K
+        for l in range(L):
+            for j in range(l):
+                c[:, :, l, j] = 0.35 * np.sin(t[None, :] + l + 2 * j + 1.2 * x[:, :1])
+    return c
+
+
+def log_density(x, y, L, K, full):
+    x = x.astype(np.float64)
+    logits, mu, s = mixture(x, L, K)
     logpi = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-    z = (y.astype(np.float64)[:, None, :] - mu) / s
-    lognorm = -0.5 * z * z - np.log(s) - 0.5 * np.log(2 * np.pi)
-    return np.logaddexp.reduce(logpi + lognorm.sum(axis=2), axis=1)
+    c = factor(x, s, K, L, full)
+    r = y.astype(np.float64)[:, None, :] - mu                             # (N, K, L)
+    w = np.linalg.solve(c, r[..., None])[..., 0]                          # C w = r
+    lognorm = -0.5 * (w * w).sum(axis=2) - np.log(s).sum(axis=2) - 0.5 * L * np.log(2 * np.pi)
+    return np.logaddexp.reduce(logpi + lognorm, axis=1)
 
 
 def main():
@@ -45,7 +67,9 @@ def main():
     ap.add_argument("--outputs", type=int, default=2, help="L >= 2 (default 2)")
     ap.add_argument("--components", type=int, default=3, help="K >= 3 (default 3)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--covariance", choices=["diagonal", "full"], default="diagonal")
     a = ap.parse_args()
+    full = a.covariance == "full"
     if a.rows < 1 or a.inputs < 2 or a.outputs < 2 or a.components < 3:
         ap.error("need --rows >= 1, --inputs >= 2, --outputs >= 2, --components >= 3")
     rng = np.random.default_rng(a.seed)
@@ -55,9 +79,13 @@ def main():
     p /= p.sum(axis=1, keepdims=True)
     k = (rng.uniform(size=(a.rows, 1)) > np.cumsum(p, axis=1)).sum(axis=1)
     rows = np.arange(a.rows)
-    y = mu[rows, k] + s[rows, k] * rng.normal(size=(a.rows, a.outputs))
+    z = rng.normal(size=(a.rows, a.outputs))
+    if full:
+        y = mu[rows, k] + np.einsum("nij,nj->ni", factor(x, s, a.components, a.outputs, True)[rows, k], z)
+    else:
+        y = mu[rows, k] + s[rows, k] * z
     x32, y32 = x.astype(np.float32), y.astype(np.float32)
-    logp = log_density(x32, y32, a.outputs, a.components)
+    logp = log_density(x32, y32, a.outputs, a.components, full)
     with h5py.File(a.out, "w") as f:
         f.create_dataset("x", data=x32)
         f.create_dataset("y", data=y32)
@@ -65,8 +93,9 @@ def main():
         f.attrs["generator"] = "known_density"
         f.attrs["components"] = a.components
         f.attrs["seed"] = a.seed
+        f.attrs["covariance"] = a.covariance
         f.attrs["true_nll"] = -logp.mean()
-    print(f"wrote {a.out}: {a.rows} rows, D={a.inputs}, L={a.outputs}, K={a.components} (seed {a.seed}); "
+    print(f"wrote {a.out}: {a.rows} rows, D={a.inputs}, L={a.outputs}, K={a.components}, {a.covariance} (seed {a.seed}); "
           f"NLL of the true density {-logp.mean():.4f} nats/sample")
 
 

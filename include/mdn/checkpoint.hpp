@@ -1,6 +1,6 @@
 // Checkpoints: self-describing, checksummed HDF5 files written atomically (README, "Checkpoints").
 //
-// Layout (format "mdn-checkpoint", format_version 3):
+// Layout (format "mdn-checkpoint", format_version 4):
 //   /                        attributes format, format_version, step, epoch, samples_seen,
 //                            world_size, config (resolved YAML), best_valid_nll (NaN: none),
 //                            cpu_level (the kernels' instruction-set level, cpu.hpp),
@@ -8,7 +8,7 @@
 //                            train_files (the training files, one line "<rows> <absolute path>"
 //                            each, in order), checksum, checksum_algorithm
 //   /model                   attributes input_dim, output_dim, components, activation, sigma,
-//                            sigma_min, hidden
+//                            sigma_min, hidden, covariance ("diagonal" or "full"; version 4)
 //   /model/layers/<i>/weight (out, in) float32, like torch.nn.Linear.weight; <i> = 0, 1, ...
 //   /model/layers/<i>/bias   (out,) float32; the last layer is the mixture head
 //   /model/normalization/{x_mean, x_std, y_mean, y_std}  (D,) and (L,) float64, when normalising
@@ -18,8 +18,9 @@
 // Checksum: xxh3-64 over the raw bytes of every dataset in lexicographic order of its path
 // (without the leading '/'), then step, epoch, samples_seen, world_size and the optimizer's step
 // as little-endian int64, best_valid_nll as float64, the config text, (version 2) the
-// cpu_level text, and (version 3) the permutation and train_files texts. Versions 1 and 2 (no
-// cpu_level; no permutation, which was then Fisher-Yates) are still read, with their own checksums.
+// cpu_level text, (version 3) the permutation and train_files texts, and (version 4) the
+// covariance text. Versions 1 to 3 (no cpu_level; no permutation, which was then Fisher-Yates;
+// diagonal components only) are still read, with their own checksums.
 //
 // Writing (rank 0): to "checkpoints/.step-XXXXXXXX.h5.tmp" (which no reader takes for a
 // checkpoint), close, fsync the file, rename, fsync the directory: a crash at any moment leaves
@@ -38,7 +39,7 @@
 
 namespace mdn {
 
-constexpr int kCheckpointFormatVersion = 3;  ///< written; 1 to 3 are read
+constexpr int kCheckpointFormatVersion = 4;  ///< written; 1 to 4 are read
 
 struct Checkpoint {
   std::int64_t step = 0;          ///< global batches consumed

@@ -54,6 +54,7 @@ struct Config {
     int components = 5;
     SigmaMode sigma = SigmaMode::softplus;
     double sigma_min = 1e-3;
+    Covariance covariance = Covariance::diagonal;
   } model;
   struct Train {
     std::optional<std::int64_t> epochs;

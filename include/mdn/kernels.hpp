@@ -64,8 +64,10 @@ class MixtureKernel {
   /// nll(), and the gradient of the summed NLL with respect to head into dhead (n, O).
   virtual double nll_and_grad(const S* head, Index ld_head, const S* y, Index ld_y, Index n, S* dhead,
                               Index ld_dhead, double* per_sample) = 0;
-  /// pi (n, K), mu and sigma (n, K*L) in the network's units, column-major with leading dimension ld.
-  virtual void parameters(const S* head, Index ld_head, Index n, double* pi, double* mu, double* sigma,
+  /// pi (n, K), mu and sigma (n, K*L) in the network's units, column-major with leading dimension ld;
+  /// with full covariance sigma holds the factor's scales s (U_ii = 1 / s_i) and off (n, K*L(L-1)/2)
+  /// its off-diagonals (full_covariance.hpp); off may be null.
+  virtual void parameters(const S* head, Index ld_head, Index n, double* pi, double* mu, double* sigma, double* off,
                           Index ld) = 0;
 };
 
@@ -81,7 +83,7 @@ class NetworkKernel {
   virtual double loss_and_grad(const S* params, const S* x, Index ld_x, const S* y, Index ld_y, Index n,
                                S* grad) = 0;
   virtual void mixture(const S* params, const S* x, Index ld_x, Index n, double* pi, double* mu, double* sigma,
-                       Index ld) = 0;
+                       double* off, Index ld) = 0;
 };
 
 /// One element-wise update of the optimizers (optimizer.hpp), over n elements of one tensor;
@@ -122,7 +124,7 @@ struct Kernels {
   std::unique_ptr<GemmKernel<S>> (*reference_gemm)(Index max_rows, Index max_cols, Index max_depth,
                                                    bool result_row_major);
   std::unique_ptr<MixtureKernel<S>> (*mixture)(int components, int output_dim, SigmaMode mode, double sigma_min,
-                                               Index max_n);
+                                               Covariance covariance, Index max_n);
   std::unique_ptr<NetworkKernel<S>> (*network)(const ModelSpec& spec, Index max_n);
 
   /// Sum of squares of n elements, accumulated in double.

@@ -33,11 +33,15 @@ namespace mdn {
 template <class S>
 class MixtureHead {
  public:
-  MixtureHead(CpuLevel level, int components, int output_dim, SigmaMode mode, double sigma_min, Index max_n)
+  MixtureHead(CpuLevel level, int components, int output_dim, SigmaMode mode, double sigma_min, Index max_n,
+              Covariance covariance = Covariance::diagonal)
       : K_(components),
         L_(output_dim),
+        O_(components * (1 + 2 * output_dim + (covariance == Covariance::full ? output_dim * (output_dim - 1) / 2 : 0))),
         max_n_(max_n),
-        impl_(kernels<S>(level).mixture(components, output_dim, mode, sigma_min, max_n)) {}
+        impl_(kernels<S>(level).mixture(components, output_dim, mode, sigma_min, covariance, max_n)) {}
+
+  Index outputs() const { return O_; }  ///< head outputs per sample
 
   Index max_n() const { return max_n_; }
 
@@ -60,24 +64,26 @@ class MixtureHead {
   }
 
   /// The mixture's parameters for the n samples of head: pi (n, K), mu and sigma (n, K*L),
-  /// component-major columns, in double.
+  /// component-major columns, in double; with full covariance sigma holds the factor's scales and
+  /// off, when given, (n, K*L(L-1)/2) its off-diagonals (kernels.hpp), with pi's outer stride.
   void parameters(const Eigen::Ref<const Mat<S>>& head, Eigen::Ref<Eigen::MatrixXd> pi,
-                  Eigen::Ref<Eigen::MatrixXd> mu, Eigen::Ref<Eigen::MatrixXd> sigma) {
+                  Eigen::Ref<Eigen::MatrixXd> mu, Eigen::Ref<Eigen::MatrixXd> sigma, double* off = nullptr) {
     const Index n = head.rows();
-    MDN_CHECK(n <= max_n_ && head.cols() == K_ * (1 + 2 * L_));
+    MDN_CHECK(n <= max_n_ && head.cols() == O_);
     MDN_CHECK(pi.rows() == n && mu.rows() == n && sigma.rows() == n);
     MDN_CHECK(pi.outerStride() == mu.outerStride() && mu.outerStride() == sigma.outerStride());
-    impl_->parameters(head.data(), head.outerStride(), n, pi.data(), mu.data(), sigma.data(), pi.outerStride());
+    impl_->parameters(head.data(), head.outerStride(), n, pi.data(), mu.data(), sigma.data(), off, pi.outerStride());
   }
 
  private:
   void check(const Eigen::Ref<const Mat<S>>& head, const Eigen::Ref<const Mat<S>>& y) const {
-    MDN_CHECK(head.rows() <= max_n_ && head.cols() == K_ * (1 + 2 * L_));
+    MDN_CHECK(head.rows() <= max_n_ && head.cols() == O_);
     MDN_CHECK(y.rows() == L_ && y.cols() == head.rows());
   }
 
   int K_;
   int L_;
+  Index O_;
   Index max_n_;
   std::unique_ptr<MixtureKernel<S>> impl_;
 };

@@ -7,6 +7,7 @@
 //   rows [0, K)            logits a_k                      -> pi = softmax(a)
 //   rows [K, K+K*L)        means mu_{k,l} at K + k*L + l   (component-major)
 //   rows [K+K*L, K+2*K*L)  raw scales, same order          -> sigma = f(raw) + sigma_min
+// With full covariance (full_covariance.hpp) K*L*(L-1)/2 rows of off-diagonal factors follow.
 //
 // All parameters live in one flat buffer described by a Layout: for layer i, W_i (out x in,
 // row-major, like PyTorch's nn.Linear.weight) then b_i (out). Gradients and optimizer state use
@@ -28,6 +29,7 @@ using Index = Eigen::Index;
 
 enum class Activation { tanh, relu };
 enum class SigmaMode { softplus, exp };
+enum class Covariance { diagonal, full };
 
 template <>
 struct EnumNames<Activation> {
@@ -39,6 +41,11 @@ struct EnumNames<SigmaMode> {
   static constexpr std::pair<SigmaMode, const char*> table[] = {{SigmaMode::softplus, "softplus"},
                                                                 {SigmaMode::exp, "exp"}};
 };
+template <>
+struct EnumNames<Covariance> {
+  static constexpr std::pair<Covariance, const char*> table[] = {{Covariance::diagonal, "diagonal"},
+                                                                 {Covariance::full, "full"}};
+};
 
 struct ModelSpec {
   int input_dim = 1;         ///< D
@@ -48,8 +55,11 @@ struct ModelSpec {
   Activation activation = Activation::tanh;
   SigmaMode sigma = SigmaMode::softplus;
   double sigma_min = 1e-3;   ///< floor of every sigma (normalised units when normalising)
+  Covariance covariance = Covariance::diagonal;
 
-  int head_rows() const { return components * (1 + 2 * output_dim); }  ///< O
+  /// Off-diagonal factors per component: L (L - 1) / 2 with full covariance, else 0.
+  int off_diagonals() const { return covariance == Covariance::full ? output_dim * (output_dim - 1) / 2 : 0; }
+  int head_rows() const { return components * (1 + 2 * output_dim + off_diagonals()); }  ///< O
   int layers() const { return static_cast<int>(hidden.size()) + 1; }   ///< hidden + head
   int layer_in(int i) const { return i == 0 ? input_dim : hidden[static_cast<std::size_t>(i - 1)]; }
   int layer_out(int i) const {

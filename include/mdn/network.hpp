@@ -46,14 +46,16 @@ class Network {
   }
 
   /// The mixture's parameters for x, in the network's (normalised) units: pi (n, K), mu and
-  /// sigma (n, K*L), component-major columns, all three with the same outer stride.
+  /// sigma (n, K*L), component-major columns, all three with the same outer stride. With full
+  /// covariance sigma holds the factor's scales s and off, when given, (n, K*L(L-1)/2) its
+  /// off-diagonals (full_covariance.hpp), with the same outer stride.
   void mixture(const S* params, const Eigen::Ref<const Mat<S>>& x, Eigen::Ref<Eigen::MatrixXd> pi,
-               Eigen::Ref<Eigen::MatrixXd> mu, Eigen::Ref<Eigen::MatrixXd> sigma) {
+               Eigen::Ref<Eigen::MatrixXd> mu, Eigen::Ref<Eigen::MatrixXd> sigma, double* off = nullptr) {
     const Index n = x.cols();
     MDN_CHECK(n <= max_n_ && x.rows() == spec_.input_dim);
     MDN_CHECK(pi.rows() == n && mu.rows() == n && sigma.rows() == n);
     MDN_CHECK(pi.outerStride() == mu.outerStride() && mu.outerStride() == sigma.outerStride());
-    impl_->mixture(params, x.data(), x.outerStride(), n, pi.data(), mu.data(), sigma.data(), pi.outerStride());
+    impl_->mixture(params, x.data(), x.outerStride(), n, pi.data(), mu.data(), sigma.data(), off, pi.outerStride());
   }
 
  private:

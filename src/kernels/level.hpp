@@ -167,22 +167,29 @@ class Gemm {
   Index kc_ = 0, mc_ = 0, nc_ = 0;         // Eigen's blocking
 };
 
-/// The mixture head (mixture.cpp; the math is in include/mdn/mixture.hpp).
+/// The mixture head (mixture.cpp; the math is in include/mdn/mixture.hpp and, for full
+/// covariance, include/mdn/full_covariance.hpp).
 template <class S>
 class MixtureHead final : public MixtureKernel<S> {
  public:
-  MixtureHead(int components, int output_dim, SigmaMode mode, double sigma_min, Index max_n);
+  MixtureHead(int components, int output_dim, SigmaMode mode, double sigma_min, Covariance covariance, Index max_n);
   double nll(const S* head, Index ld_head, const S* y, Index ld_y, Index n, double* per_sample) override;
   double nll_and_grad(const S* head, Index ld_head, const S* y, Index ld_y, Index n, S* dhead, Index ld_dhead,
                       double* per_sample) override;
-  void parameters(const S* head, Index ld_head, Index n, double* pi, double* mu, double* sigma, Index ld) override;
+  void parameters(const S* head, Index ld_head, Index n, double* pi, double* mu, double* sigma, double* off,
+                  Index ld) override;
 
  private:
+  /// A raw scale's log sigma, 1 / sigma and (dsigma/draw) / sigma.
+  struct Scale {
+    Packet<double> logsig, inv, dscale;
+  };
+  Scale scale(const Packet<double>& raw) const;
   /// Loads the head (and y) into the padded double workspaces, then the forward pass.
   double forward(const S* head, Index ld_head, const S* y, Index ld_y, Index n, double* per_sample);
   void load(const S* head, Index ld_head, Index n);
 
-  int K_, L_, O_;
+  int K_, L_, F_, O_;  // F_: off-diagonal factors per component (0: diagonal)
   SigmaMode mode_;
   double sigma_min_, log_sigma_min_;
   Index max_n_, pad_n_;  // workspaces have pad_n_ = padded(max_n) rows, column-major
@@ -190,10 +197,11 @@ class MixtureHead final : public MixtureKernel<S> {
   Eigen::ArrayXXd y_;      // (pad_n, L)    targets, transposed
   Eigen::ArrayXXd log_pi_; // (pad_n, K)
   Eigen::ArrayXXd comp_;   // (pad_n, K)    log pi_k + log N_k
-  Eigen::ArrayXXd z_;      // (pad_n, K*L)  (y - mu) / sigma
+  Eigen::ArrayXXd z_;      // (pad_n, K*L)  (y - mu) / sigma; full: v = U (y - mu)
   Eigen::ArrayXXd inv_;    // (pad_n, K*L)  1 / sigma
   Eigen::ArrayXXd dscale_; // (pad_n, K*L)  (dsigma/draw) / sigma
   Eigen::ArrayXXd logsig_; // (pad_n, K*L)  log sigma
+  Eigen::ArrayXXd r_;      // (pad_n, K*L)  full: y - mu (no rows when diagonal)
   Eigen::ArrayXd lse_;     // (pad_n)       log p(y | x)
   Eigen::ArrayXXd d_;      // (pad_n, O)    gradient in double
 };

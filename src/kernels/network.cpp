@@ -26,11 +26,11 @@ class NetworkImpl final : public NetworkKernel<S> {
     return mixture_.nll(head.data, head.stride, y, ld_y, n, per_sample);
   }
   double loss_and_grad(const S* params, const S* x, Index ld_x, const S* y, Index ld_y, Index n, S* grad) override;
-  void mixture(const S* params, const S* x, Index ld_x, Index n, double* pi, double* mu, double* sigma,
+  void mixture(const S* params, const S* x, Index ld_x, Index n, double* pi, double* mu, double* sigma, double* off,
                Index ld) override {
     const FlushDenormals flush;
     const Operand<const S> head = forward(params, x, ld_x, n);
-    mixture_.parameters(head.data, head.stride, n, pi, mu, sigma, ld);
+    mixture_.parameters(head.data, head.stride, n, pi, mu, sigma, off, ld);
   }
 
  private:
@@ -63,7 +63,7 @@ NetworkImpl<S>::NetworkImpl(const ModelSpec& spec, Index max_n)
       max_n_(max_n),
       head_(max_n, spec.head_rows()),
       dhead_(max_n, spec.head_rows()),
-      mixture_(spec.components, spec.output_dim, spec.sigma, spec.sigma_min, max_n) {
+      mixture_(spec.components, spec.output_dim, spec.sigma, spec.sigma_min, spec.covariance, max_n) {
   int widest = 1;
   for (int w : spec.hidden) {
     act_.emplace_back(w, max_n);

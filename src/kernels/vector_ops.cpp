@@ -195,7 +195,7 @@ std::unique_ptr<GemmKernel<S>> make_gemm(Index, Index, Index, bool);
 template <class S>
 std::unique_ptr<GemmKernel<S>> make_reference_gemm(Index, Index, Index, bool);
 template <class S>
-std::unique_ptr<MixtureKernel<S>> make_mixture(int, int, SigmaMode, double, Index);
+std::unique_ptr<MixtureKernel<S>> make_mixture(int, int, SigmaMode, double, Covariance, Index);
 template <class S>
 std::unique_ptr<NetworkKernel<S>> make_network(const ModelSpec&, Index);
 

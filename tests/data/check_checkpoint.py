@@ -33,7 +33,8 @@ with h5py.File(path, "r") as f:
         problems.append("format attribute")
     m = f["model"]
     D, L, K = int(m.attrs["input_dim"]), int(m.attrs["output_dim"]), int(m.attrs["components"])
-    widths = [D] + [int(w) for w in m.attrs["hidden"]] + [K * (1 + 2 * L)]
+    off = L * (L - 1) // 2 if m.attrs.get("covariance", "diagonal") == "full" else 0
+    widths = [D] + [int(w) for w in m.attrs["hidden"]] + [K * (1 + 2 * L + off)]
     if len(m["layers"]) != len(widths) - 1:
         problems.append("layer count")
     for i in range(len(widths) - 1):

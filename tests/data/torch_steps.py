@@ -82,9 +82,18 @@ def replay(steps):
     for _ in range(steps):
         h = net(x)
         mu = h[:, K:K + K * L].reshape(-1, K, L)
-        raw = h[:, K + K * L:].reshape(-1, K, L)
+        raw = h[:, K + K * L:K + 2 * K * L].reshape(-1, K, L)
         f = torch.nn.functional.softplus(raw) if attrs["sigma"] == "softplus" else torch.exp(raw)
-        log_n = torch.distributions.Normal(mu, f + float(attrs["sigma_min"])).log_prob(y[:, None, :]).sum(-1)
+        s = f + float(attrs["sigma_min"])
+        if attrs.get("covariance", "diagonal") == "full":
+            # The precision's factor U: 1 / s on the diagonal, the off-diagonals row by row.
+            i, j = torch.triu_indices(L, L, 1)
+            U = torch.diag_embed(1 / s)
+            U[..., i, j] = h[:, K + 2 * K * L:].reshape(-1, K, len(i))
+            comp = torch.distributions.MultivariateNormal(mu, precision_matrix=U.transpose(-1, -2) @ U)
+            log_n = comp.log_prob(y[:, None, :])
+        else:
+            log_n = torch.distributions.Normal(mu, s).log_prob(y[:, None, :]).sum(-1)
         loss = -torch.logsumexp(torch.log_softmax(h[:, :K], -1) + log_n, -1).mean()
         opt.zero_grad()
         loss.backward()
