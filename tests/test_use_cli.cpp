@@ -184,25 +184,38 @@ TEST_F(UseCli, BadInputIsOneClearErrorOnEveryRank) {
   }
 }
 
-TEST(KnownDensity, TrainingApproachesTheTrueNllAndCloserWithMoreDataAndEpochs) {
-  TempDir dir;
+/// Writes known-density files (tools/gen_known_density.py: name, rows, seed, then `extra`
+/// arguments for every file) into dir and a config `kd.yaml` with `model` as its model line;
+/// returns the true NLL of `test.h5`, -mean(logp_true).
+double known_density(const TempDir& dir, std::initializer_list<std::tuple<const char*, int, int>> files,
+                     const std::vector<std::string>& extra, const std::string& train, const std::string& model,
+                     int epochs) {
   const std::string gen = std::string(MDN_TEST_SOURCE_DIR) + "/tools/gen_known_density.py";
-  for (auto [file, rows, seed] : {std::tuple{"small.h5", 3000, 3}, {"large.h5", 20000, 1}, {"test.h5", 5000, 2}}) {
-    const RunResult r = run({"/usr/bin/python3", gen, dir / file, "--rows", std::to_string(rows), "--seed", std::to_string(seed)});
-    ASSERT_EQ(r.exit_code, 0) << r.all();
+  for (auto [file, rows, seed] : files) {
+    std::vector<std::string> cmd = {"/usr/bin/python3", gen, dir / file, "--rows", std::to_string(rows), "--seed",
+                                    std::to_string(seed)};
+    cmd.insert(cmd.end(), extra.begin(), extra.end());
+    const RunResult r = run(cmd);
+    EXPECT_EQ(r.exit_code, 0) << r.all();
   }
-  const Array logp = read_array(dir / "test.h5", "logp_true");
-  double true_nll = 0;
-  for (double v : logp.data) true_nll -= v / static_cast<double>(logp.data.size());
-  std::ofstream(dir / "kd.yaml") << R"(run: {dir: run, seed: 1}
-data: {train: small.h5, valid: test.h5}
-model: {hidden: [64, 64], components: 6}
-train: {epochs: 30, batch_size: 256, micro_batch: 128}
+  std::ofstream(dir / "kd.yaml") << "run: {dir: run, seed: 1}\ndata: {train: " << train
+                                 << ", valid: test.h5}\nmodel: " << model << "\ntrain: {epochs: " << epochs
+                                 << R"(, batch_size: 256, micro_batch: 128}
 optimizer: {name: adam, lr: 0.003, schedule: {name: cosine, min_lr: 0.0001}}
 clip: {global_norm: 5.0}
 checkpoint: {every_epochs: null, keep_best: false}
 log: {every_steps: 1000}
 )";
+  const Array logp = read_array(dir / "test.h5", "logp_true");
+  double true_nll = 0;
+  for (double v : logp.data) true_nll -= v / static_cast<double>(logp.data.size());
+  return true_nll;
+}
+
+TEST(KnownDensity, TrainingApproachesTheTrueNllAndCloserWithMoreDataAndEpochs) {
+  TempDir dir;
+  const double true_nll = known_density(dir, {{"small.h5", 3000, 3}, {"large.h5", 20000, 1}, {"test.h5", 5000, 2}}, {},
+                                        "small.h5", "{hidden: [64, 64], components: 6}", 30);
   // NLL gap to the truth on the test file of a model trained on `rows` rows for `epochs` epochs.
   auto gap = [&](const std::string& name, const std::string& train_file, int rows, int epochs) {
     const RankedRun r = run_mdn_ranks(dir.path(), 2, {"train", "kd.yaml", "--set", "run.dir=" + name, "--set",
@@ -228,24 +241,9 @@ TEST(KnownDensity, FullCovarianceBeatsDiagonalOnCorrelatedOutputsAndNearsTheTrut
   // Three outputs whose components are strongly correlated (up to about 0.9, changing with x):
   // with the same K, full covariance must beat diagonal, and come within 0.2 nats of the truth.
   TempDir dir;
-  const std::string gen = std::string(MDN_TEST_SOURCE_DIR) + "/tools/gen_known_density.py";
-  for (auto [file, rows, seed] : {std::tuple{"train.h5", 20000, 1}, {"test.h5", 5000, 2}}) {
-    const RunResult r = run({"/usr/bin/python3", gen, dir / file, "--rows", std::to_string(rows), "--seed",
-                             std::to_string(seed), "--outputs", "3", "--covariance", "full"});
-    ASSERT_EQ(r.exit_code, 0) << r.all();
-  }
-  const Array logp = read_array(dir / "test.h5", "logp_true");
-  double true_nll = 0;
-  for (double v : logp.data) true_nll -= v / static_cast<double>(logp.data.size());
-  std::ofstream(dir / "kd.yaml") << R"(run: {dir: run, seed: 1}
-data: {train: train.h5, valid: test.h5}
-model: {hidden: [64, 64], components: 3}
-train: {epochs: 40, batch_size: 256, micro_batch: 128}
-optimizer: {name: adam, lr: 0.003, schedule: {name: cosine, min_lr: 0.0001}}
-clip: {global_norm: 5.0}
-checkpoint: {every_epochs: null, keep_best: false}
-log: {every_steps: 1000}
-)";
+  const double true_nll = known_density(dir, {{"train.h5", 20000, 1}, {"test.h5", 5000, 2}},
+                                        {"--outputs", "3", "--covariance", "full"}, "train.h5",
+                                        "{hidden: [64, 64], components: 3}", 40);
   const std::int64_t steps = (20000 + 255) / 256 * 40;
   auto nll = [&](const std::string& covariance) {
     const RankedRun r = run_mdn_ranks(dir.path(), 2, {"train", "kd.yaml", "--set", "run.dir=" + covariance, "--set",
