@@ -21,7 +21,8 @@
 // The floor s_i >= sigma_min bounds the density per component as the diagonal head's does.
 //
 // This is the reference implementation: scalar, in double, with mdn's CPU-independent exp and
-// log (detmath.hpp). It is not yet a head that `mdn train` uses.
+// log (detmath.hpp). Training and inference use every level's vectorised kernel (MixtureHead with
+// Covariance::full, src/kernels/mixture.cpp); the tests hold the kernels to this reference.
 #pragma once
 
 #include <vector>

@@ -17,7 +17,9 @@
 //   exp:      log sigma = logaddexp(r, log sigma_min) = max(u, 0) + log1p(exp(-|u|)) + log sigma_min
 //             with u = r - log sigma_min, and (dsigma/draw) / sigma = exp(r) / sigma = logistic(u);
 // 1/sigma <= 1/sigma_min, gamma_k <= 1 and pi_k <= 1 are computed as exp of non-positive values.
-// Cost: O(n K L) element-wise work, vectorised along the samples (src/kernels/mixture.cpp, one
+// With full covariance (Covariance::full) each component's precision factor replaces the
+// per-output sigmas: the math is in full_covariance.hpp, the numerics are the same.
+// Cost: O(n K L) element-wise work (O(n K L^2) with full covariance), vectorised along the samples (src/kernels/mixture.cpp, one
 // build per instruction-set level, with mdn's own packet exp and log).
 #pragma once
 

@@ -18,8 +18,11 @@ Runs, in one session and alternating between the sides compared:
   * 1 rank against 2 (medium): weak scaling (256 rows per rank) and the same global batch (512),
     against the two-core ceiling (two SGEMMs at once), with the allreduce's share of the step
   * peak memory per rank, and the share of reading and normalising 10 M rows x 10 columns in an epoch
+  * full against diagonal covariance: the medium model with L = 4 outputs (correlated
+    known-density data), 1 rank, alternating pairs (--covariance runs this part alone)
 
     tools/bench/bench.py [--build build] [--work build/bench] [--rounds 2] [--quick] [--no-native]
+                         [--covariance]
 """
 import argparse
 import json
@@ -58,8 +61,13 @@ CASES = {
 }
 
 
+def head_rows(c):
+    off = c["L"] * (c["L"] - 1) // 2 if c.get("covariance") == "full" else 0
+    return c["K"] * (1 + 2 * c["L"] + off)
+
+
 def flops_per_sample(c):
-    widths = [c["D"]] + c["hidden"] + [c["K"] * (1 + 2 * c["L"])]
+    widths = [c["D"]] + c["hidden"] + [head_rows(c)]
     weights = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
     return 6 * weights + 60 * c["K"] * c["L"]  # forward + backward GEMMs, and the mixture head
 
@@ -67,7 +75,8 @@ def flops_per_sample(c):
 def config(c, run_dir, train, test, m, epochs, reduction="exact", B=None, log=20):
     return (f"run: {{dir: {run_dir}, seed: 1}}\n"
             f"data: {{train: {train}, valid: {test}}}\n"
-            f"model: {{hidden: {c['hidden']}, components: {c['K']}, activation: tanh}}\n"
+            f"model: {{hidden: {c['hidden']}, components: {c['K']}, activation: tanh, "
+            f"covariance: {c.get('covariance', 'diagonal')}}}\n"
             f"train: {{epochs: {epochs}, batch_size: {B or c['B']}, micro_batch: {m}, reduction: {reduction}}}\n"
             f"optimizer: {{name: adam, lr: {c['lr']}}}\n"
             f"checkpoint: {{every_epochs: null, keep_best: false}}\n"
@@ -137,6 +146,10 @@ def data(a):
         ("small-test.h5", ["tools/gen_bishop.py", "--rows", "10000", "--seed", "2"]),
         ("med-train.h5", ["tools/gen_known_density.py", "--rows", "100000", "--inputs", "8", "--outputs", "2", "--seed", "1"]),
         ("med-test.h5", ["tools/gen_known_density.py", "--rows", "10000", "--inputs", "8", "--outputs", "2", "--seed", "2"]),
+        ("med4-train.h5", ["tools/gen_known_density.py", "--rows", "100000", "--inputs", "8", "--outputs", "4",
+                           "--covariance", "full", "--seed", "1"]),
+        ("med4-test.h5", ["tools/gen_known_density.py", "--rows", "10000", "--inputs", "8", "--outputs", "4",
+                          "--covariance", "full", "--seed", "2"]),
     ]
     for name, cmd in gen:
         path = os.path.join(a.work, name)
@@ -174,6 +187,26 @@ def machine(a):
             f"PyTorch {torch.__version__}, 1 thread, BLAS {blas}")
 
 
+def covariance(a):
+    """Full against diagonal covariance, the medium model with L = 4, alternating pairs."""
+    base = dict(CASES["medium"], train="med4-train.h5", test="med4-test.h5", L=4)
+    rates = {"diagonal": [], "full": []}
+    nll = {}
+    for i in range(max(5, a.rounds)):
+        for form in (["full", "diagonal"] if i % 2 == 0 else ["diagonal", "full"]):
+            c = dict(base, covariance=form)
+            r = run_mdn(a, "cov-" + form, config(c, "RUN", c["train"], c["test"], c["m"], c["epochs"]))
+            rates[form].append(r["rate"])
+            nll[form] = r["nll"]
+    ratios = sorted(f / d for f, d in zip(rates["full"], rates["diagonal"]))
+    d, f = statistics.median(rates["diagonal"]), statistics.median(rates["full"])
+    print(f"full vs diagonal covariance (medium, L=4, K=5, 1 rank; {len(ratios)} alternating pairs; head outputs "
+          f"{head_rows(dict(base, covariance='full'))} vs {head_rows(base)}):")
+    print(f"  diagonal {d:,.0f}, full {f:,.0f} samples/s: full runs at {100 * statistics.median(ratios):.0f}% of "
+          f"diagonal (pairs: {', '.join(f'{100 * r:.0f}%' for r in ratios)}); test NLL after {base['epochs']} epochs: "
+          f"full {nll['full']:.4f}, diagonal {nll['diagonal']:.4f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -181,6 +214,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="fewer epochs, no 10 M-row file")
     ap.add_argument("--no-native", action="store_true", help="skip the -march=native comparison build")
+    ap.add_argument("--covariance", action="store_true", help="only full against diagonal covariance")
     a = ap.parse_args()
     a.build, a.work = os.path.abspath(a.build), os.path.abspath(a.work)
     if a.quick:
@@ -189,6 +223,9 @@ def main():
     data(a)
     print(machine(a))
     print()
+    if a.covariance:
+        covariance(a)
+        return
 
     # The products; the best single-core SGEMM of the machine (1024^3): mdn's or OpenBLAS's.
     table, prods = products(a)
@@ -311,6 +348,7 @@ def main():
               f"training on them (hidden [64, 64], K=5): {epoch:.2f} s; the read is {100 * r['t_read'] / (r['t_read'] + epoch):.0f}% "
               f"of read + epoch; peak memory {r['rss']:.0f} MiB per rank")
     print(f"peak memory per rank: " + ", ".join(f"{k} {v['rss']:.0f} MiB" for k, v in results.items()))
+    covariance(a)
 
 
 if __name__ == "__main__":
