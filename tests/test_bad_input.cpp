@@ -176,7 +176,7 @@ std::vector<Case> cases() {
                  const std::int64_t v = 7;
                  h5::check(H5Awrite(a.get(), H5T_NATIVE_INT64, &v), "write");
                },
-               train({"checkpoint.resume=donor/checkpoints/step-00000010.h5"}), 2, "format version 7; this mdn reads versions 1 to 3"});
+               train({"checkpoint.resume=donor/checkpoints/step-00000010.h5"}), 2, "format version 7; this mdn reads versions 1 to 4"});
   c.push_back({"resume_corrupt_checkpoint",
                [](const TempDir& d) {
                  ASSERT_EQ(run_mdn_ranks(d.path(), 1, train({"run.dir=donor"})).codes[0], "0");

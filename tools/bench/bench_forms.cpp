@@ -1,6 +1,6 @@
-// Full covariance: the factor of the precision (what mdn uses) against the factor of the
-// covariance, per sample and component, for the density and its gradient (README, "Full
-// covariance"). Both forms are written here the same way (scalar, double, the same scale
+// Full covariance (README, "Full covariance"): the factor of the precision (what mdn uses)
+// against the factor of the covariance, per sample and component, for the density and its
+// gradient. Both forms are written here the same way (scalar, double, the same scale
 // function, each sample's forward terms kept for its gradient), for the same distributions:
 // the covariance form gets T = U^-1, so that T T^T = (U^T U)^-1, and both must give the same NLL.
 //
