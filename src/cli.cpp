@@ -124,7 +124,12 @@ Outcome run(int argc, char** argv, Comm& world) {
   eval->add_option("--x", eval_opts.x, "Dataset of inputs (default: the checkpoint's data.x)");
   eval->add_option("--y", eval_opts.y, "Dataset of targets (default: the checkpoint's data.y)");
   add_cpu_option(*eval, eval_opts.cpu);
-  eval->add_flag("--json", eval_opts.json, "One JSON object on stdout: nll, count, checkpoint, data, step, cpu");
+  eval->add_option("--hdr-samples", eval_opts.hdr_samples,
+                   "Draws per row from the model for the coverage of its highest-density regions (default 1000; "
+                   "0: not computed)");
+  eval->add_flag("--json", eval_opts.json,
+                 "One JSON object on stdout: nll, count, crps, pit_histogram, calibration_error, coverage, "
+                 "hdr_coverage, checkpoint, data, step, cpu");
 
   PredictOptions predict_opts;
   CLI::App* predict = app.add_subcommand(
@@ -132,6 +137,10 @@ Outcome run(int argc, char** argv, Comm& world) {
                  "the mixture's mean, variance (law of total variance) and mode (mean of the heaviest component), "
                  "(N, L), as float64 datasets of an HDF5 file");
   add_model_inputs(*predict, predict_opts);
+  predict->add_option("--quantiles", predict_opts.quantiles,
+                      "Levels in (0, 1) of the marginal quantiles to write as `quantiles` (N, Q, L), e.g. "
+                      "0.05,0.5,0.95")
+      ->delimiter(',');
 
   SampleOptions sample_opts;
   CLI::App* sample = app.add_subcommand(

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 
 #include "mdn/checkpoint.hpp"
 #include "mdn/config.hpp"
@@ -16,8 +17,10 @@
 #include "mdn/error.hpp"
 #include "mdn/evaluate.hpp"
 #include "mdn/h5.hpp"
+#include "mdn/mixtures.hpp"
 #include "mdn/network.hpp"
 #include "mdn/random.hpp"
+#include "mdn/scores.hpp"
 
 namespace mdn {
 
@@ -156,86 +159,6 @@ std::vector<double> gather_rows(const std::vector<double>& local, Comm& comm) {
   return all;
 }
 
-/// The mixture of every local row, in data units: pi (n, K), mu and sigma (n, K L), sigma the
-/// square roots of the covariances' diagonals. With full covariance also `factor` (n, K L L):
-/// per row and component the upper-triangular T (row-major) with covariance T T^T, T = S_y U^-1.
-struct Mixtures {
-  Eigen::MatrixXd pi, mu, sigma;
-  std::vector<double> factor;  // (n, K, L, L), empty for diagonal components
-  Index K = 0, L = 0;
-  bool full() const { return !factor.empty(); }
-  /// Component k's factor T at row j.
-  Eigen::Map<const RowMat<double>> tri(Index j, Index k) const { return {factor.data() + (j * K + k) * L * L, L, L}; }
-};
-
-Mixtures mixtures(const Model& m, const Mat<float>& rows) {
-  const ModelSpec& spec = m.ck.model;
-  const Index D = spec.input_dim, K = spec.components, L = spec.output_dim, n = rows.cols();
-  const Index F = spec.off_diagonals();
-  const bool full = spec.covariance == Covariance::full;
-  Network<float> net(m.level, spec, m.ck.micro_batch);
-  Mixtures out{Eigen::MatrixXd(n, K), Eigen::MatrixXd(n, K * L), Eigen::MatrixXd(n, K * L), {}, K, L};
-  Eigen::MatrixXd off_all(full ? n : 0, K * F);
-  // Every block is computed in buffers of the same shape and alignment, so that vectorised and
-  // scalar code paths (which round transcendental functions differently) meet the same elements
-  // whatever the block's position in this rank's rows: the results do not depend on P.
-  Mat<float> x(D, m.ck.micro_batch);
-  const Index mb = m.ck.micro_batch;
-  Eigen::MatrixXd pi(mb, K), mu(mb, K * L), sigma(mb, K * L), off(mb, full ? K * F : 0);
-  for (Index j = 0; j < n; j += mb) {
-    const Index len = std::min(mb, n - j);
-    x.leftCols(len) = rows.block(0, j, D, len);
-    // off shares pi's outer stride (mb): its columns are filled for the first len rows.
-    net.mixture(m.ck.params.data(), x.leftCols(len), pi.topRows(len), mu.topRows(len), sigma.topRows(len),
-                full ? off.data() : nullptr);
-    out.pi.middleRows(j, len) = pi.topRows(len);
-    out.mu.middleRows(j, len) = mu.topRows(len);
-    out.sigma.middleRows(j, len) = sigma.topRows(len);
-    if (full) off_all.middleRows(j, len) = off.topRows(len);
-  }
-  const Eigen::VectorXd y_std = m.ck.norm.enabled ? m.ck.norm.y_std : Eigen::VectorXd::Ones(L);
-  if (m.ck.norm.enabled)
-    for (Index k = 0; k < K; ++k)
-      for (Index l = 0; l < L; ++l)
-        out.mu.col(k * L + l) = out.mu.col(k * L + l) * m.ck.norm.y_std(l) + Eigen::VectorXd::Constant(n, m.ck.norm.y_mean(l));
-  if (!full) {
-    for (Index k = 0; k < K; ++k)
-      for (Index l = 0; l < L; ++l) out.sigma.col(k * L + l) *= y_std(l);
-    return out;
-  }
-  // U = diag(1 / s) + the strict upper off-diagonals; T = S_y U^-1 by back substitution, column
-  // by column (U T' = I: T'_cc = s_c, T'_ic = -s_i sum_{i < q <= c} U_iq T'_qc).
-  out.factor.assign(static_cast<std::size_t>(n * K * L * L), 0.0);
-  Eigen::MatrixXd U(L, L), T(L, L);
-  for (Index j = 0; j < n; ++j)
-    for (Index k = 0; k < K; ++k) {
-      U.setZero();
-      for (Index i = 0, o = 0; i < L; ++i) {
-        U(i, i) = 1.0 / out.sigma(j, k * L + i);
-        for (Index q = i + 1; q < L; ++q, ++o) U(i, q) = off_all(j, k * F + o);
-      }
-      T.setZero();
-      for (Index c = 0; c < L; ++c) {
-        T(c, c) = out.sigma(j, k * L + c);
-        for (Index i = c - 1; i >= 0; --i) {
-          double acc = 0;
-          for (Index q = i + 1; q <= c; ++q) acc += U(i, q) * T(q, c);
-          T(i, c) = -out.sigma(j, k * L + i) * acc;
-        }
-      }
-      double* t = out.factor.data() + (j * K + k) * L * L;
-      for (Index i = 0; i < L; ++i) {
-        double var = 0;
-        for (Index c = 0; c < L; ++c) {
-          t[i * L + c] = y_std(i) * T(i, c);
-          var += t[i * L + c] * t[i * L + c];
-        }
-        out.sigma(j, k * L + i) = std::sqrt(var);
-      }
-    }
-  return out;
-}
-
 std::string describe_model(const ModelSpec& s) {
   std::string hidden;
   for (int w : s.hidden) hidden += (hidden.empty() ? "" : ", ") + std::to_string(w);
@@ -246,7 +169,32 @@ std::string describe_model(const ModelSpec& s) {
 
 }  // namespace
 
+namespace {
+
+/// The share of `draws` samples of row j's mixture whose log-density exceeds that of y; the
+/// draws are `mdn sample`'s (temperatures 1) from stream kHdr + global row, seed 0.
+double hdr_above(const Mixtures& mix, Index j, std::uint64_t global_row, const double* y, std::int64_t draws,
+                 RowDensity& density, std::vector<double>& samples) {
+  const Index L = mix.L;
+  samples.resize(static_cast<std::size_t>(draws * L));
+  draw_samples(mix, j, rng::kHdr + global_row, 0, 1.0, 1.0, draws, samples.data());
+  density.set_row(j);
+  const double ly = density(y);
+  std::int64_t above = 0;
+  for (std::int64_t d = 0; d < draws; ++d) above += density(samples.data() + d * L) > ly ? 1 : 0;
+  return static_cast<double>(above) / static_cast<double>(draws);
+}
+
+json level_object(const std::function<double(std::size_t)>& f) {
+  json o = json::object();
+  for (std::size_t a = 0; a < scores::kLevels.size(); ++a) o[scores::kLevelNames[a]] = f(a);
+  return o;
+}
+
+}  // namespace
+
 int eval_command(const EvalOptions& o, Comm& comm) {
+  if (o.hdr_samples < 0) throw Error(Exit::input, "--hdr-samples must be 0 or more", true);
   const Model m = load_model(o.checkpoint, o.cpu, comm);
   const std::string x = o.x.empty() ? m.ck.data_x : o.x;
   const std::string y = o.y.empty() ? m.ck.data_y : o.y;
@@ -254,13 +202,64 @@ int eval_command(const EvalOptions& o, Comm& comm) {
   Network<float> net(m.level, m.ck.model, m.ck.micro_batch);
   const EvalResult r = evaluate(net, m.ck.params.data(), in.rows, comm);
   const double nll = r.nll_sum / static_cast<double>(r.rows) + m.ck.norm.log_det_y();
+
+  // Calibration, in the network's units (PIT values and coverages do not depend on the units;
+  // the CRPS scales with y_std).
+  const Index D = m.ck.model.input_dim, K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();
+  const Mixtures mix = mixtures(m.ck, m.level, in.rows, false);
+  scores::Calibration cal(static_cast<int>(L));
+  std::vector<double> buffers(static_cast<std::size_t>(3 * K * L)), yj(static_cast<std::size_t>(L)),
+      crps_scale(static_cast<std::size_t>(L));
+  std::vector<scores::Marginal> marginals(static_cast<std::size_t>(L));
+  for (Index l = 0; l < L; ++l) crps_scale[static_cast<std::size_t>(l)] = m.ck.norm.enabled ? m.ck.norm.y_std(l) : 1.0;
+  RowDensity density(mix);
+  std::vector<double> draws;
+  for (Index j = 0; j < n; ++j) {
+    for (Index l = 0; l < L; ++l) {
+      double* b = buffers.data() + 3 * K * l;
+      marginals[static_cast<std::size_t>(l)] = mix.marginal(j, l, b, b + K, b + 2 * K);
+      yj[static_cast<std::size_t>(l)] = static_cast<double>(in.rows(D + l, j));
+    }
+    cal.add_row(marginals.data(), yj.data(), crps_scale.data());
+    if (o.hdr_samples > 0)
+      cal.add_hdr(hdr_above(mix, j, static_cast<std::uint64_t>(in.range.begin + j), yj.data(), o.hdr_samples, density,
+                            draws));
+  }
+  cal.reduce(comm);
+
   if (comm.is_root()) {
     if (o.json) {
-      std::printf("%s\n", json{{"nll", nll}, {"count", r.rows}, {"checkpoint", o.checkpoint}, {"data", files_text(o.data)},
-                               {"step", m.ck.step}, {"cpu", to_string(m.level)}}.dump().c_str());
+      json crps = json::array(), hist = json::array(), err = json::array(), coverage = json::array();
+      for (int l = 0; l < static_cast<int>(L); ++l) {
+        crps.push_back(cal.crps_mean(l));
+        const auto h = cal.pit_histogram(l);
+        hist.push_back(std::vector<std::int64_t>(h.begin(), h.end()));
+        err.push_back(cal.calibration_error(l));
+        coverage.push_back(level_object([&](std::size_t a) { return cal.coverage(l, a); }));
+      }
+      const json hdr = o.hdr_samples > 0 ? level_object([&](std::size_t a) { return cal.hdr_coverage(a); }) : json(nullptr);
+      std::printf("%s\n", json{{"nll", nll}, {"count", r.rows}, {"crps", crps}, {"pit_histogram", hist},
+                               {"calibration_error", err}, {"coverage", coverage}, {"hdr_coverage", hdr},
+                               {"hdr_samples", o.hdr_samples}, {"checkpoint", o.checkpoint},
+                               {"data", files_text(o.data)}, {"step", m.ck.step}, {"cpu", to_string(m.level)}}
+                               .dump()
+                               .c_str());
     } else {
       std::printf("nll %.6f  (%lld rows of '%s'; mean negative log-likelihood per sample, nats, data units)\n", nll,
                   static_cast<long long>(r.rows), files_text(o.data).c_str());
+      std::printf("calibration (per output; coverage of the central intervals at 50/80/90/95%%):\n");
+      for (int l = 0; l < static_cast<int>(L); ++l) {
+        std::string hist;
+        for (std::int64_t c : cal.pit_histogram(l))
+          hist += fmt::format("{}{:.3f}", hist.empty() ? "" : " ", static_cast<double>(c) / static_cast<double>(cal.rows));
+        std::printf("  y[%d]  crps %.6g  calibration error %.4f  coverage %.3f %.3f %.3f %.3f  pit [%s]\n", l,
+                    cal.crps_mean(l), cal.calibration_error(l), cal.coverage(l, 0), cal.coverage(l, 1),
+                    cal.coverage(l, 2), cal.coverage(l, 3), hist.c_str());
+      }
+      if (o.hdr_samples > 0)
+        std::printf("  joint highest-density regions: coverage %.3f %.3f %.3f %.3f  (%lld draws per row)\n",
+                    cal.hdr_coverage(0), cal.hdr_coverage(1), cal.hdr_coverage(2), cal.hdr_coverage(3),
+                    static_cast<long long>(o.hdr_samples));
     }
     std::fflush(stdout);
   }
@@ -272,11 +271,17 @@ int predict_command(const PredictOptions& o, Comm& comm) {
   const Model& m = opened.m;  // named references, not a structured binding: lambdas capture them
   const Inputs& in = opened.in;
   const Index K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();
-  const Mixtures mix = mixtures(m, in.rows);
+  const Index Q = static_cast<Index>(o.quantiles.size());
+  comm.collectively([&] {
+    for (double q : o.quantiles)
+      if (!(q > 0 && q < 1)) throw input_error("--quantiles: {} is not in (0, 1)", q);
+  });
+  const Mixtures mix = mixtures(m.ck, m.level, in.rows);
   // Row-major per row: pi (K), mu (K L), sigma (K L), mean (L), variance (L), mode (L); with full
-  // covariance then covariance (K L L) and covariance_total (L L).
+  // covariance then covariance (K L L) and covariance_total (L L); then quantiles (Q L).
   const Index base = K + 2 * K * L + 3 * L;
-  const Index width = base + (mix.full() ? (K + 1) * L * L : 0);
+  const Index at_quantiles = base + (mix.full() ? (K + 1) * L * L : 0);
+  const Index width = at_quantiles + Q * L;
   std::vector<double> local(static_cast<std::size_t>(n * width));
   Eigen::VectorXd row_mean(L);
   for (Index j = 0; j < n; ++j) {
@@ -300,6 +305,7 @@ int predict_command(const PredictOptions& o, Comm& comm) {
       row[K + 2 * K * L + L + l] = var;
       row[K + 2 * K * L + 2 * L + l] = mix.mu(j, heaviest * L + l);
     }
+    for (Index l = 0; l < L; ++l) marginal_quantiles(mix, m.ck.norm, j, l, o.quantiles, row + at_quantiles + l, L);
     if (!mix.full()) continue;
     // Sigma_k = T T^T; the total by the law of total covariance, sum pi (Sigma_k + d d^T).
     Eigen::Map<RowMat<double>> total(row + base + K * L * L, L, L);
@@ -337,15 +343,20 @@ int predict_command(const PredictOptions& o, Comm& comm) {
       sets.push_back({"covariance", {N, k, l, l}, cov.data()});
       sets.push_back({"covariance_total", {N, l, l}, total.data()});
     }
+    const auto quantiles = column_block(at_quantiles, Q * L);
+    if (Q > 0) sets.push_back({"quantiles", {N, static_cast<hsize_t>(Q), l}, quantiles.data()});
+    std::string levels;
+    for (double q : o.quantiles) levels += fmt::format("{}{}", levels.empty() ? "" : ",", q);
     write_output(o.output, sets,
                  {{"checkpoint", o.checkpoint}, {"input", files_text(o.input)}, {"units", "data (as stored in the input file)"},
-                  {"covariance", to_string(m.ck.model.covariance)}});
-    std::printf("wrote '%s': pi (%llu, %lld), mu and sigma (%llu, %lld, %lld), mean, variance and mode (%llu, %lld)%s\n",
+                  {"covariance", to_string(m.ck.model.covariance)}, {"quantile_levels", levels}});
+    std::printf("wrote '%s': pi (%llu, %lld), mu and sigma (%llu, %lld, %lld), mean, variance and mode (%llu, %lld)%s%s\n",
                 o.output.c_str(), static_cast<unsigned long long>(N), static_cast<long long>(K),
                 static_cast<unsigned long long>(N), static_cast<long long>(K), static_cast<long long>(L),
                 static_cast<unsigned long long>(N), static_cast<long long>(L),
                 mix.full() ? fmt::format(", covariance ({}, {}, {}, {}), covariance_total ({}, {}, {})", N, K, L, L, N, L, L).c_str()
-                           : "");
+                           : "",
+                Q > 0 ? fmt::format(", quantiles ({}, {}, {})", N, Q, L).c_str() : "");
     std::fflush(stdout);
   });
   return 0;
@@ -360,43 +371,16 @@ int sample_command(const SampleOptions& o, Comm& comm) {
   const Opened opened = open_model_inputs(o, comm);
   const Model& m = opened.m;  // named references, not a structured binding: lambdas capture them
   const Inputs& in = opened.in;
-  const Index K = m.ck.model.components, L = m.ck.model.output_dim, n = in.rows.cols();
+  const Index L = m.ck.model.output_dim, n = in.rows.cols();
   const Index S = o.samples;
   const double need = static_cast<double>(in.data.rows) * static_cast<double>(S * L) * 8.0;
   if (need > 16.0 * (1 << 30))
     throw Error(Exit::input, fmt::format("--samples {}: the output would hold {:.1f} GiB", S, need / (1 << 30)), true);
-  const Mixtures mix = mixtures(m, in.rows);
+  const Mixtures mix = mixtures(m.ck, m.level, in.rows);
   std::vector<double> local(static_cast<std::size_t>(n * S * L));
-  Eigen::VectorXd w(K), z(L);
-  for (Index j = 0; j < n; ++j) {
-    // pi_T = softmax(log pi / T), the same as softmax(logits / T).
-    for (Index k = 0; k < K; ++k) w(k) = det::log(mix.pi(j, k)) / o.temperature;
-    const double top = w.maxCoeff();
-    for (Index k = 0; k < K; ++k) w(k) = det::exp(w(k) - top);
-    w /= w.sum();
-    const auto row = static_cast<std::uint64_t>(in.range.begin + j);
-    for (Index s = 0; s < S; ++s) {
-      // Sample s of row i uses counters [s (1 + 2L), (s + 1)(1 + 2L)) of stream kSample + i.
-      rng::Sequence r(o.seed, rng::kSample + row, static_cast<std::uint64_t>(s * (1 + 2 * L)));
-      const double u = r.uniform();
-      Index k = 0;
-      for (double acc = w(0); k + 1 < K && u >= acc; acc += w(++k)) {
-      }
-      double* out = local.data() + (j * S + s) * L;
-      if (!mix.full()) {
-        for (Index l = 0; l < L; ++l) out[l] = mix.mu(j, k * L + l) + o.sigma_temperature * mix.sigma(j, k * L + l) * r.normal();
-        continue;
-      }
-      // y = mu + T2 T z: T T^T is the component's covariance (T = S_y U^-1, upper triangular).
-      for (Index l = 0; l < L; ++l) z(l) = r.normal();
-      const auto t = mix.tri(j, k);
-      for (Index l = 0; l < L; ++l) {
-        double v = 0;
-        for (Index c = l; c < L; ++c) v += t(l, c) * z(c);
-        out[l] = mix.mu(j, k * L + l) + o.sigma_temperature * v;
-      }
-    }
-  }
+  for (Index j = 0; j < n; ++j)
+    draw_samples(mix, j, rng::kSample + static_cast<std::uint64_t>(in.range.begin + j), o.seed, o.temperature,
+                 o.sigma_temperature, S, local.data() + j * S * L);
   const std::vector<double> all = gather_rows(local, comm);
   comm.collectively([&] {
     if (!comm.is_root()) return;

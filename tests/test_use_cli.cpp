@@ -9,6 +9,22 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+/// tools/mdn_model.py against `mdn predict` (with quantiles) and `mdn eval --json` of the same
+/// data file (tests/data/check_python_module.py), within float rounding of the network.
+void expect_python_module_agrees(const std::string& dir, const std::string& ckpt, const std::string& data,
+                                 const std::string& predict, const json& eval) {
+  std::ofstream(dir + "/eval.json") << eval.dump();
+  const RunResult r = run({"/usr/bin/python3", std::string(MDN_TEST_SOURCE_DIR) + "/tests/data/check_python_module.py",
+                           dir + "/" + ckpt, dir + "/" + data, dir + "/" + predict, dir + "/eval.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.all();
+  const json out = json::parse(r.out);
+  std::printf("tools/mdn_model.py against mdn: %s\n", out.dump().c_str());
+  for (const auto& [key, value] : out.items()) {
+    if (key == "sample_mean") EXPECT_LT(value.get<double>(), 5.0) << "standard errors";
+    else EXPECT_LT(value.get<double>(), 1e-5) << key;
+  }
+}
+
 class UseCli : public TrainCli {
  protected:
   void SetUp() override {
@@ -33,6 +49,59 @@ TEST_F(UseCli, EvalEqualsTheLoggedValidationNllForAnyRankCount) {
     const RankedRun text = mdn(np, {"eval", "--checkpoint", ckpt_, "--data", "valid.h5"});
     EXPECT_NE(text.result.out.find(fmt::format("nll {:.6f}  (301 rows", logged)), std::string::npos) << text.result.out;
   }
+}
+
+TEST_F(UseCli, CalibrationAndQuantilesAreTheSameForAnyRankCountAndAgreeWithPredict) {
+  // Every number of eval --json (the scores are sums and counts reduced exactly; the HDR draws
+  // are keyed by the global row) and every quantile are identical for P = 1, 2, 3.
+  std::vector<json> evals;
+  for (int np : {1, 2, 3}) {
+    const RankedRun r = mdn(np, {"eval", "--checkpoint", ckpt_, "--data", "valid.h5", "--json", "--hdr-samples", "300"});
+    expect_ok(r, np);
+    evals.push_back(json::parse(r.result.out));
+    const std::string q = "q" + std::to_string(np) + ".h5";
+    expect_ok(mdn(np, {"predict", "--checkpoint", ckpt_, "--input", "valid.h5", "--output", q, "--quantiles",
+                       "0.025,0.25,0.5,0.75,0.975"}),
+              np);
+  }
+  for (const char* key : {"nll", "crps", "pit_histogram", "calibration_error", "coverage", "hdr_coverage"})
+    for (std::size_t i = 1; i < evals.size(); ++i) EXPECT_EQ(evals[i][key], evals[0][key]) << key << ", " << i + 1 << " ranks";
+  const Array q1 = read_array(dir_ / "q1.h5", "quantiles");
+  EXPECT_EQ(q1.dims, (std::vector<hsize_t>{301, 5, 2}));
+  for (const char* f : {"q2.h5", "q3.h5"}) EXPECT_EQ(read_array(dir_ / f, "quantiles").data, q1.data) << f;
+
+  // From predict's mixtures, independently: the PIT of y, the histogram, the central-interval
+  // coverage (y between the quantiles 0.025 and 0.975 is the 95% interval) and the quantiles'
+  // order.
+  const json& e = evals[0];
+  const Array pi = read_array(dir_ / "q1.h5", "pi"), mu = read_array(dir_ / "q1.h5", "mu"),
+              sigma = read_array(dir_ / "q1.h5", "sigma"), y = read_array(dir_ / "valid.h5", "y");
+  for (std::size_t l = 0; l < 2; ++l) {
+    std::vector<std::int64_t> hist(10, 0);
+    std::int64_t inside95 = 0, inside50 = 0;
+    for (std::size_t i = 0; i < 301; ++i) {
+      long double u = 0;
+      for (std::size_t k = 0; k < 3; ++k)
+        u += pi(i, k) * 0.5L * std::erfc(-(y(i, l) - mu(i, k, l)) / (sigma(i, k, l) * std::sqrt(2.0L)));
+      hist[std::min<std::size_t>(9, static_cast<std::size_t>(u * 10))] += 1;
+      inside95 += (y(i, l) >= q1(i, 0, l) && y(i, l) <= q1(i, 4, l)) ? 1 : 0;
+      inside50 += (y(i, l) >= q1(i, 1, l) && y(i, l) <= q1(i, 3, l)) ? 1 : 0;
+      for (std::size_t q = 1; q < 5; ++q) ASSERT_LT(q1(i, q - 1, l), q1(i, q, l));
+    }
+    EXPECT_EQ(e["pit_histogram"][l].get<std::vector<std::int64_t>>(), hist) << "output " << l;
+    EXPECT_NEAR(e["coverage"][l]["0.95"].get<double>(), inside95 / 301.0, 1.5 / 301) << "output " << l;
+    EXPECT_NEAR(e["coverage"][l]["0.5"].get<double>(), inside50 / 301.0, 1.5 / 301) << "output " << l;
+    EXPECT_GT(e["crps"][l].get<double>(), 0.0);
+  }
+  for (const char* level : {"0.5", "0.8", "0.9", "0.95"}) {
+    const double c = e["hdr_coverage"][level].get<double>();
+    EXPECT_GT(c, 0.0);
+    EXPECT_LE(c, 1.0);
+  }
+  expect_python_module_agrees(dir_.path(), ckpt_, "valid.h5", "q1.h5", e);
+  const RankedRun bad = mdn(2, {"predict", "--checkpoint", ckpt_, "--input", "valid.h5", "--output", "b.h5", "--quantiles", "0.5,1"});
+  EXPECT_EQ(bad.codes, (std::vector<std::string>{"2", "2"})) << bad.result.all();
+  EXPECT_NE(bad.result.err.find("--quantiles: 1 is not in (0, 1)"), std::string::npos) << bad.result.err;
 }
 
 TEST_F(UseCli, PredictGivesConsistentMixturesInDataUnits) {
@@ -264,9 +333,14 @@ TEST(KnownDensity, FullCovarianceBeatsDiagonalOnCorrelatedOutputsAndNearsTheTrut
   // predict and sample of the full model, checked by an independent computation from predict's
   // own datasets (tests/data/check_full_predict.py).
   const std::string ckpt = checkpoint_name("full/checkpoints", steps);
-  const RankedRun p = run_mdn_ranks(dir.path(), 3, {"predict", "--checkpoint", ckpt, "--input", "test.h5", "--output", "p.h5"});
+  const RankedRun p = run_mdn_ranks(dir.path(), 3, {"predict", "--checkpoint", ckpt, "--input", "test.h5", "--output", "p.h5",
+                                                    "--quantiles", "0.1,0.5,0.9"});
   EXPECT_EQ(p.codes, (std::vector<std::string>{"0", "0", "0"})) << p.result.all();
   EXPECT_NE(p.result.out.find("covariance (5000, 3, 3, 3), covariance_total (5000, 3, 3)"), std::string::npos) << p.result.out;
+  const RankedRun ev = run_mdn_ranks(dir.path(), 2, {"eval", "--checkpoint", ckpt, "--data", "test.h5", "--json",
+                                                     "--hdr-samples", "0"});
+  EXPECT_EQ(ev.codes, (std::vector<std::string>{"0", "0"})) << ev.result.all();
+  expect_python_module_agrees(dir.path(), ckpt, "test.h5", "p.h5", json::parse(ev.result.out));
   const Array test_x = read_array(dir / "test.h5", "x");  // 8 rows for sampling
   write_xy(dir / "few.h5", std::vector<float>(test_x.data.begin(), test_x.data.begin() + 2 * 8), 2,
            std::vector<float>(3 * 8, 0.0f), 3);

@@ -31,8 +31,10 @@ tools/plot.py grid "$run/grid.h5" --lo -0.15 --hi 1.15 >/dev/null
 "$mdn" predict --checkpoint "$ckpt" --input "$run/grid.h5" --output "$run/grid-predict.h5" >/dev/null
 tools/plot.py density "$run/grid-predict.h5" "$run/grid.h5" data/bishop-train.h5 "$run/density.png" >/dev/null
 tools/plot.py curves "$run/metrics.jsonl" "$run/curves.png" >/dev/null
+"${mpi[@]}" "$mdn" eval --checkpoint "$ckpt" --data data/bishop-test.h5 --json > "$run/eval.json"
+tools/plot.py calibration "$run/eval.json" "$run/calibration.png" >/dev/null
 
-nll=$("$mdn" eval --checkpoint "$ckpt" --data data/bishop-test.h5 --json | /usr/bin/python3 -c 'import json, sys; print("%.4f" % json.load(sys.stdin)["nll"])')
+nll=$(/usr/bin/python3 -c 'import json, sys; print("%.4f" % json.load(open(sys.argv[1]))["nll"])' "$run/eval.json")
 cat <<TXT
 
 Held-out NLL of $ckpt: $nll nats per sample
@@ -40,5 +42,6 @@ Held-out NLL of $ckpt: $nll nats per sample
 Pictures:
   $run/density.png   the learned p(y|x) with the training points and the component means
   $run/curves.png    training loss and validation NLL
+  $run/calibration.png  the PIT histogram and the coverage of the predicted intervals against their level
 Model:  $mdn inspect $ckpt
 TXT

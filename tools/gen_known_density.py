@@ -13,7 +13,9 @@ covariance of component k is C C^T with C lower triangular,
 so that correlations up to about 0.9 change sign across the input space.
 Datasets: x (N, D), y (N, L) float32, and logp_true (N,) float64, log p(y | x) under the true
 mixture (evaluated in log space at the float32 values written), so -mean(logp_true) is the NLL of
-the true model: no model can do better on average.
+the true model: no model can do better on average. The true mixture of every row, float64, for
+tests of calibration: pi_true (N, K), mu_true (N, K, L), sigma_true (N, K, L) (the square roots of
+the covariances' diagonals) and, with --covariance full, covariance_true (N, K, L, L).
 
     tools/gen_known_density.py OUT.h5 [--rows N] [--inputs D] [--outputs L] [--components K] [--seed S]
                                       [--covariance diagonal|full]
@@ -90,6 +92,14 @@ def main():
         f.create_dataset("x", data=x32)
         f.create_dataset("y", data=y32)
         f.create_dataset("logp_true", data=logp)
+        logits32, mu32, s32 = mixture(x32.astype(np.float64), a.outputs, a.components)
+        f.create_dataset("pi_true", data=np.exp(logits32 - np.logaddexp.reduce(logits32, axis=1, keepdims=True)))
+        f.create_dataset("mu_true", data=mu32)
+        c = factor(x32.astype(np.float64), s32, a.components, a.outputs, full)
+        cov = c @ np.swapaxes(c, -1, -2)
+        f.create_dataset("sigma_true", data=np.sqrt(np.einsum("nkii->nki", cov)))
+        if full:
+            f.create_dataset("covariance_true", data=cov)
         f.attrs["generator"] = "known_density"
         f.attrs["components"] = a.components
         f.attrs["seed"] = a.seed

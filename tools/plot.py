@@ -8,6 +8,9 @@
     tools/plot.py density PREDICT.h5 GRID.h5 TRAIN.h5 OUT.png
         for 1-D input and 1-D output: the learned p(y|x) as a heatmap, with the training points
         and the component means (drawn stronger where the component's weight is larger)
+    tools/plot.py calibration EVAL.json OUT.png
+        from `mdn eval --json`: the PIT histogram of every output (flat when calibrated) and the
+        coverage of the central intervals and highest-density regions against their level
 """
 import argparse
 import json
@@ -81,6 +84,37 @@ def density(a):
     print(f"wrote {a.out}")
 
 
+def calibration(a):
+    e = json.load(open(a.eval))
+    L = len(e["pit_histogram"])
+    fig, axes = plt.subplots(1, L + 1, figsize=(3.2 * (L + 1), 3.2))
+    for l, ax in enumerate(axes[:L]):
+        counts = np.asarray(e["pit_histogram"][l], dtype=float)
+        ax.bar(np.arange(10) / 10 + 0.05, counts / counts.sum() * 10, width=0.1, edgecolor="white")
+        se = np.sqrt(0.1 * 0.9 / counts.sum()) * 10  # one binomial standard error around uniform
+        ax.axhspan(1 - 2 * se, 1 + 2 * se, color="gray", alpha=0.25, lw=0)
+        ax.axhline(1, color="black", lw=0.8)
+        ax.set_title(f"PIT of y[{l}] (calibration error {e['calibration_error'][l]:.3f})", fontsize=9)
+        ax.set_xlabel("u = F(y)")
+        ax.set_xlim(0, 1)
+    axes[0].set_ylabel("density (band: uniform ± 2 s.e.)")
+    ax = axes[L]
+    levels = [float(k) for k in e["coverage"][0]]
+    for l in range(L):
+        ax.plot(levels, [e["coverage"][l][k] for k in e["coverage"][l]], "o-", ms=3, label=f"central interval, y[{l}]")
+    if e.get("hdr_coverage"):
+        ax.plot(levels, [e["hdr_coverage"][k] for k in e["hdr_coverage"]], "s--", ms=3, label="highest-density region (joint)")
+    ax.plot([0.4, 1], [0.4, 1], color="black", lw=0.8)
+    ax.set_xlabel("nominal level")
+    ax.set_ylabel("observed coverage")
+    ax.set_title("coverage", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(a.out, dpi=120)
+    print(f"wrote {a.out}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -97,8 +131,11 @@ def main():
     d.add_argument("grid")
     d.add_argument("train")
     d.add_argument("out")
+    k = sub.add_parser("calibration")
+    k.add_argument("eval")
+    k.add_argument("out")
     a = ap.parse_args()
-    {"curves": curves, "grid": grid, "density": density}[a.cmd](a)
+    {"curves": curves, "grid": grid, "density": density, "calibration": calibration}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ struct EvalOptions {
   std::string y;  ///< empty: the checkpoint's data.y
   std::string cpu = "auto";  ///< the kernels' level, as run.cpu
   bool json = false;
+  std::int64_t hdr_samples = 1000;  ///< draws per row for the HDR coverage; 0: not computed
 };
-/// Prints the mean NLL per sample and the row count (rank 0). Returns the exit code.
+/// Prints the mean NLL per sample, the row count and the calibration (scores.hpp) (rank 0).
+/// Returns the exit code.
 int eval_command(const EvalOptions& o, Comm& comm);
 
 /// The files of a command that runs a model over the rows of an input file.
@@ -36,8 +38,11 @@ struct ModelInputs {
   std::string cpu = "auto";  ///< the kernels' level, as run.cpu
 };
 
-using PredictOptions = ModelInputs;
-/// Writes pi (N, K), mu and sigma (N, K, L), mean, variance and mode (N, L) to `output`.
+struct PredictOptions : ModelInputs {
+  std::vector<double> quantiles;  ///< levels in (0, 1) of the marginal quantiles to write
+};
+/// Writes pi (N, K), mu and sigma (N, K, L), mean, variance and mode (N, L) to `output`, and
+/// quantiles (N, Q, L) when asked for.
 int predict_command(const PredictOptions& o, Comm& comm);
 
 struct SampleOptions : ModelInputs {
