@@ -92,7 +92,7 @@ def calibration(a):
         counts = np.asarray(e["pit_histogram"][l], dtype=float)
         ax.bar(np.arange(10) / 10 + 0.05, counts / counts.sum() * 10, width=0.1, edgecolor="white")
         se = np.sqrt(0.1 * 0.9 / counts.sum()) * 10  # one binomial standard error around uniform
-        ax.axhspan(1 - 2 * se, 1 + 2 * se, color="gray", alpha=0.25, lw=0)
+        ax.axhspan(1 - 2 * se, 1 + 2 * se, color="gray", alpha=0.35, lw=0, zorder=3)
         ax.axhline(1, color="black", lw=0.8)
         ax.set_title(f"PIT of y[{l}] (calibration error {e['calibration_error'][l]:.3f})", fontsize=9)
         ax.set_xlabel("u = F(y)")
