@@ -117,7 +117,9 @@ Outcome run(int argc, char** argv, Comm& world) {
   EvalOptions eval_opts;
   CLI::App* eval = app.add_subcommand(
       "eval", "Mean negative log-likelihood per sample of a data file under a checkpoint, in the data's "
-              "units; distributed under mpirun, the same for any number of ranks");
+              "units, and how far its uncertainty can be trusted: CRPS, PIT histogram, calibration error and "
+              "interval coverage per output, highest-density-region coverage jointly; distributed under mpirun, "
+              "the same for any number of ranks");
   eval->add_option("--checkpoint", eval_opts.checkpoint, "Checkpoint file")->required();
   eval->add_option("--data", eval_opts.data, "HDF5 file(s) with inputs and targets: paths or glob patterns, rows in order")
       ->required();
