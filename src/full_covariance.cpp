@@ -37,7 +37,7 @@ double logsumexp(const double* t, int n) {
 }  // namespace
 
 Index full_head_outputs(int components, int output_dim) {
-  return static_cast<Index>(components) * (1 + output_dim + output_dim * (output_dim + 1) / 2);
+  return head_outputs(components, output_dim, Covariance::full);
 }
 
 FullCovarianceMixture::FullCovarianceMixture(int components, int output_dim, SigmaMode mode, double sigma_min)

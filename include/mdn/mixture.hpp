@@ -39,7 +39,7 @@ class MixtureHead {
               Covariance covariance = Covariance::diagonal)
       : K_(components),
         L_(output_dim),
-        O_(components * (1 + 2 * output_dim + (covariance == Covariance::full ? output_dim * (output_dim - 1) / 2 : 0))),
+        O_(head_outputs(components, output_dim, covariance)),
         max_n_(max_n),
         impl_(kernels<S>(level).mixture(components, output_dim, mode, sigma_min, covariance, max_n)) {}
 

@@ -47,6 +47,15 @@ struct EnumNames<Covariance> {
                                                                  {Covariance::full, "full"}};
 };
 
+/// Off-diagonal factors per component: L (L - 1) / 2 with full covariance, else 0.
+constexpr int off_diagonals(int output_dim, Covariance covariance) {
+  return covariance == Covariance::full ? output_dim * (output_dim - 1) / 2 : 0;
+}
+/// Head outputs per sample (O): K (1 + 2 L + off_diagonals).
+constexpr int head_outputs(int components, int output_dim, Covariance covariance) {
+  return components * (1 + 2 * output_dim + off_diagonals(output_dim, covariance));
+}
+
 struct ModelSpec {
   int input_dim = 1;         ///< D
   int output_dim = 1;        ///< L
@@ -58,8 +67,8 @@ struct ModelSpec {
   Covariance covariance = Covariance::diagonal;
 
   /// Off-diagonal factors per component: L (L - 1) / 2 with full covariance, else 0.
-  int off_diagonals() const { return covariance == Covariance::full ? output_dim * (output_dim - 1) / 2 : 0; }
-  int head_rows() const { return components * (1 + 2 * output_dim + off_diagonals()); }  ///< O
+  int off_diagonals() const { return mdn::off_diagonals(output_dim, covariance); }
+  int head_rows() const { return head_outputs(components, output_dim, covariance); }  ///< O
   int layers() const { return static_cast<int>(hidden.size()) + 1; }   ///< hidden + head
   int layer_in(int i) const { return i == 0 ? input_dim : hidden[static_cast<std::size_t>(i - 1)]; }
   int layer_out(int i) const {

@@ -39,8 +39,8 @@ MixtureHead<S>::MixtureHead(int components, int output_dim, SigmaMode mode, doub
                             Index max_n)
     : K_(components),
       L_(output_dim),
-      F_(covariance == Covariance::full ? output_dim * (output_dim - 1) / 2 : 0),
-      O_(components * (1 + 2 * output_dim + F_)),
+      F_(off_diagonals(output_dim, covariance)),
+      O_(head_outputs(components, output_dim, covariance)),
       mode_(mode),
       sigma_min_(sigma_min),
       log_sigma_min_(scalar_log(sigma_min)),
