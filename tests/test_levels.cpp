@@ -196,6 +196,84 @@ TEST(Levels, TheOnePassRoundTripIsQuantiseThenDequantise) {
   }
 }
 
+TEST(Levels, QuantisationIsLlrintAndDequantisationIsTheConversionAtEveryLevel) {
+  // The integers of the exact reduction are the same function at every level: quantize is
+  // llrint(x scale) summed over the buffers (ties to even), dequantize (double)(int64) times the
+  // factor, narrowed to float. Computed here one value at a time in scalar code, over magnitudes
+  // from fractions (ties included) to 2^62 of the quantum, both signs, and the 2^52 boundary where
+  // a vector conversion changes method.
+  std::vector<float> x;
+  for (float f : {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 0.25f, -0.75f, 0.0f, -0.0f, 1.0f, 3.0f, 1e-30f})
+    x.push_back(f);
+  const Mat<float> u = uniform_matrix<float>(1, 4000, -1, 1, seed(), 31);
+  for (Index i = 0; i < u.cols(); ++i) x.push_back(u(0, i));
+  // Values whose scaled magnitude sits just below, at and above 2^52 (scale 2^40: 2^12 = 4096).
+  for (float f : {4095.999f, 4096.0f, 4096.001f, -4095.999f, -4096.0f, 8191.999f, 8192.0f, -8191.999f})
+    x.push_back(f);
+  for (int e : {0, 1, 7, 23, 24, 30, 40, 51, 52, 53, 60, 61}) {
+    const double scale = std::ldexp(1.0, e);
+    // The quantum keeps every sum below 2^62 (reducer.cpp): the values that do here.
+    std::vector<float> xs;
+    for (float f : x)
+      if (std::abs(static_cast<double>(f)) * scale < std::ldexp(1.0, 61)) xs.push_back(f);
+    std::vector<float> ys(xs.rbegin(), xs.rend());  // a second buffer: the sum over buffers
+    const Index n = static_cast<Index>(xs.size());
+    ASSERT_GT(n, 4000);
+    const float* one[1] = {xs.data()};
+    const float* two[2] = {xs.data(), ys.data()};
+    for (CpuLevel level : runnable_levels()) {
+      const Kernels<float>& k = kernels<float>(level);
+      for (int count : {1, 2}) {
+        std::vector<std::int64_t> got(xs.size());
+        k.quantize(count == 1 ? one : two, count, 0, got.data(), n, scale);
+        for (std::size_t i = 0; i < xs.size(); ++i) {
+          std::int64_t want = std::llrint(static_cast<double>(xs[i]) * scale);
+          if (count == 2) want += std::llrint(static_cast<double>(ys[i]) * scale);
+          ASSERT_EQ(got[i], want) << to_string(level) << ", scale 2^" << e << ", x " << xs[i] << ", " << count;
+        }
+      }
+    }
+  }
+  // Dequantisation: integers of every bit length up to 63, both signs, with the bits below the
+  // double's 53 set at random (so most need rounding), and ties (a lone bit just below the 53).
+  std::vector<std::int64_t> ints;
+  std::uint64_t state = 0x9e3779b97f4a7c15ull ^ seed();
+  const auto next = [&state] {  // splitmix64
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  for (int bits = 0; bits <= 63; ++bits)
+    for (int r = 0; r < 40; ++r) {
+      const std::uint64_t mask = bits == 0 ? 0ull : ~0ull >> (64 - bits);
+      std::int64_t v = static_cast<std::int64_t>(next() & mask);
+      if (r % 2 == 1) v = -v;
+      ints.push_back(v);
+    }
+  for (int b = 54; b <= 62; ++b) {
+    const std::int64_t top = std::int64_t{1} << b;
+    for (std::int64_t tie : {top + (top >> 53), top + 3 * (top >> 53), top + (top >> 53) + 1, top - 1}) {
+      ints.push_back(tie);
+      ints.push_back(-tie);
+    }
+  }
+  ints.push_back(std::numeric_limits<std::int64_t>::min() + 1);
+  ints.push_back(std::numeric_limits<std::int64_t>::max());
+  const Index m = static_cast<Index>(ints.size());
+  for (double factor : {1.0, std::ldexp(1.0, -40) / 3.0}) {
+    std::vector<float> want(ints.size());
+    for (std::size_t i = 0; i < ints.size(); ++i)
+      want[i] = static_cast<float>(static_cast<double>(ints[i]) * factor);
+    for (CpuLevel level : runnable_levels()) {
+      std::vector<float> got(ints.size());
+      kernels<float>(level).dequantize(ints.data(), got.data(), m, factor);
+      for (std::size_t i = 0; i < ints.size(); ++i)
+        ASSERT_EQ(got[i], want[i]) << to_string(level) << ", integer " << ints[i] << ", factor " << factor;
+    }
+  }
+}
+
 TEST(Levels, EveryLevelComputesTheSameFunction) {
   // Levels round differently (FMA, vector widths), but compute the same loss and gradient: in
   // double, to 1e-12 of their size.

@@ -105,8 +105,46 @@ double max_abs(const S* x, Index n) {
 }
 
 // Rounding to the nearest integer (ties to even: the default rounding mode, which mdn never
-// changes) with one conversion instruction, exact for every |value| < 2^63, which the quantum
-// guarantees: std::llrint is inlined as cvtsd2si; with AVX-512 DQ eight at a time (vcvtpd2qq).
+// changes), exact for every |value| < 2^63, which the quantum guarantees: std::llrint is inlined
+// as cvtsd2si; with AVX-512 DQ eight at a time (vcvtpd2qq); with AVX2, which has no conversion
+// between doubles and int64, four at a time in integer registers (llrint_avx2): the same integers.
+#if defined(__AVX2__) && !defined(__AVX512DQ__)
+/// llrint of four doubles, |v| < 2^63. Below 2^52 the magnitude is rounded by adding 2^52 (the
+/// sum's last bit is the unit, so the addition rounds to nearest even, as cvtsd2si does; a
+/// magnitude that rounds up to 2^53 gives 2^52 in the difference of the bits, also right); from
+/// 2^52 up the double is an integer already, its significand shifted by its exponent. The sign
+/// is applied last, as two's complement: rounding to nearest even is symmetric.
+inline __m256i llrint_avx2(__m256d v) {
+  const __m256d two52 = _mm256_set1_pd(4503599627370496.0);
+  const __m256d sign_bit = _mm256_set1_pd(-0.0);
+  const __m256d a = _mm256_andnot_pd(sign_bit, v);
+  const __m256i small = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(a, two52)), _mm256_castpd_si256(two52));
+  const __m256i bits = _mm256_castpd_si256(a);
+  const __m256i significand = _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x((std::int64_t{1} << 52) - 1)),
+                                               _mm256_set1_epi64x(std::int64_t{1} << 52));
+  const __m256i shift = _mm256_sub_epi64(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(1075));
+  const __m256i large = _mm256_sllv_epi64(significand, shift);  // a shift past 63 (small lanes) gives 0
+  const __m256i is_small = _mm256_castpd_si256(_mm256_cmp_pd(a, two52, _CMP_LT_OQ));
+  const __m256i r = _mm256_blendv_epi8(large, small, is_small);
+  const __m256i negative = _mm256_castpd_si256(_mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_LT_OQ));
+  return _mm256_sub_epi64(_mm256_xor_si256(r, negative), negative);
+}
+
+/// Four int64 to double, rounded to nearest even as cvtsi2sd does, for every int64 (the split of
+/// the "full range" conversion in Agner Fog's vector class library and on Stack Overflow by
+/// Mysticial): the upper 16 bits, times 2^48, and the lower 48 become exact doubles in the
+/// mantissas of 3·2^67 and 2^52; one subtraction (exact) and one addition (the single rounding)
+/// give the value.
+inline __m256d int64_to_double_avx2(__m256i x) {
+  __m256i high = _mm256_srai_epi32(x, 16);
+  high = _mm256_blend_epi16(high, _mm256_setzero_si256(), 0x33);
+  high = _mm256_add_epi64(high, _mm256_castpd_si256(_mm256_set1_pd(442721857769029238784.0)));  // 3·2^67
+  const __m256i low = _mm256_blend_epi16(x, _mm256_castpd_si256(_mm256_set1_pd(4503599627370496.0)), 0x88);  // 2^52
+  const __m256d f = _mm256_sub_pd(_mm256_castsi256_pd(high), _mm256_set1_pd(442726361368656609280.0));  // 3·2^67 + 2^52
+  return _mm256_add_pd(f, _mm256_castsi256_pd(low));
+}
+#endif
+
 template <class S>
 void quantize(const S* const* x, int count, Index offset, std::int64_t* acc, Index n, double scale) {
   Index i = 0;
@@ -120,6 +158,18 @@ void quantize(const S* const* x, int count, Index offset, std::int64_t* acc, Ind
         sum = _mm512_add_epi64(sum, _mm512_cvtpd_epi64(_mm512_mul_pd(d, s)));
       }
       _mm512_storeu_si512(acc + i, sum);
+    }
+  }
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<S, float>) {
+    const __m256d s = _mm256_set1_pd(scale);
+    for (; i + 4 <= n; i += 4) {
+      __m256i sum = _mm256_setzero_si256();
+      for (int c = 0; c < count; ++c) {
+        const __m256d d = _mm256_cvtps_pd(_mm_loadu_ps(x[c] + offset + i));
+        sum = _mm256_add_epi64(sum, llrint_avx2(_mm256_mul_pd(d, s)));
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i), sum);
     }
   }
 #endif
@@ -136,7 +186,17 @@ double dequantize(const std::int64_t* acc, S* out, Index n, double factor) {
   double sum = 0;
   for (Index i0 = 0; i0 < n; i0 += kChunk) {
     const Index len = std::min(kChunk, n - i0);
-    for (Index i = i0; i < i0 + len; ++i) out[i] = static_cast<S>(static_cast<double>(acc[i]) * factor);
+    Index i = i0;
+#if defined(__AVX2__) && !defined(__AVX512DQ__)
+    if constexpr (std::is_same_v<S, float>) {
+      const __m256d f = _mm256_set1_pd(factor);
+      for (; i + 4 <= i0 + len; i += 4) {
+        const __m256d d = int64_to_double_avx2(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i)));
+        _mm_storeu_ps(out + i, _mm256_cvtpd_ps(_mm256_mul_pd(d, f)));
+      }
+    }
+#endif
+    for (; i < i0 + len; ++i) out[i] = static_cast<S>(static_cast<double>(acc[i]) * factor);
     sum += sum_squares(out + i0, len);
   }
   return sum;
