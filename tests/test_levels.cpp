@@ -274,6 +274,32 @@ TEST(Levels, QuantisationIsLlrintAndDequantisationIsTheConversionAtEveryLevel) {
   }
 }
 
+TEST(Levels, AGradientsBitsDoNotDependOnWhereItsBufferSits) {
+  // The reducer hands the network buffers at any float offset (a rank's second micro-batch in
+  // the node's shared memory follows its first); every level must write the same bits there.
+  ModelSpec spec;
+  spec.input_dim = 3;
+  spec.output_dim = 2;
+  spec.components = 3;
+  spec.hidden = {37, 29};  // odd widths: the bias slots start at every alignment
+  const Index n = 53;
+  const Layout layout(spec);
+  Vec<float> params(layout.size());
+  initialize(params.data(), layout, seed());
+  const Mat<float> x = uniform_matrix<float>(3, n, -2, 2, seed(), 4);
+  const Mat<float> y = uniform_matrix<float>(2, n, -2, 2, seed(), 5);
+  for (CpuLevel level : runnable_levels()) {
+    Network<float> net(level, spec, n);
+    Vec<float> aligned(layout.size());
+    const double f = net.loss_and_grad(params.data(), x, y, aligned.data());
+    for (Index shift = 1; shift < 16; ++shift) {
+      Vec<float> buffer(layout.size() + shift);
+      EXPECT_EQ(net.loss_and_grad(params.data(), x, y, buffer.data() + shift), f);
+      EXPECT_EQ(Vec<float>(buffer.tail(layout.size())), aligned) << to_string(level) << ", " << shift << " floats in";
+    }
+  }
+}
+
 TEST(Levels, EveryLevelComputesTheSameFunction) {
   // Levels round differently (FMA, vector widths), but compute the same loss and gradient: in
   // double, to 1e-12 of their size.

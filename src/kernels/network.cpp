@@ -49,6 +49,10 @@ class NetworkImpl final : public NetworkKernel<S> {
   Mat<S> head_;              // (max_n, O)
   Mat<S> dhead_;             // (max_n, O)
   Mat<S> delta_[2];          // (max width, max_n) back-propagated gradients, ping-pong
+  // A layer's bias gradient, summed here and then copied into the caller's buffer: Eigen's
+  // vectorised row sums order their additions by the destination's alignment, and the caller's
+  // buffer may sit anywhere (the reducer's shared terms do), while the bits must not change.
+  Vec<S> bias_grad_;         // (max(max width, O))
   MixtureHead<S> mixture_;
   GemmWorkspace<S> gemm_ws_;
   std::vector<Gemm<S>> fwd_;  // fwd_[i]: layer i's output
@@ -70,6 +74,7 @@ NetworkImpl<S>::NetworkImpl(const ModelSpec& spec, Index max_n)
     widest = std::max(widest, w);
   }
   for (auto& d : delta_) d.resize(widest, max_n);
+  bias_grad_.resize(std::max<Index>(widest, spec.head_rows()));
   // The products of layer i, for n <= max_n samples (in = layer_in(i), out = layer_out(i)):
   //   hidden forward  A_i (out, n)    = W_i (out, in) A_{i-1} (in, n)
   //   head forward    H (n, O)        = A^T (n, in) W^T (in, O)
@@ -122,7 +127,9 @@ double NetworkImpl<S>::loss_and_grad(const S* params, const S* x, Index ld_x, co
   {
     auto g = layer_view(grad, layout_, hidden);
     const auto p = layer_view(params, layout_, hidden);
-    g.b = dhead.colwise().sum().transpose();
+    auto db = bias_grad_.head(g.b.size());
+    db = dhead.colwise().sum().transpose();
+    g.b = db;
     const Operand<const S> input = input_of(hidden, x, ld_x, n);
     dw_.back().run(dh.t(), input.t(), {g.W.data(), g.W.rows(), g.W.cols(), g.W.cols(), true});
     if (hidden == 0) return total;
@@ -142,7 +149,9 @@ double NetworkImpl<S>::loss_and_grad(const S* params, const S* x, Index ld_x, co
       dz.array() *= (a.array() > S(0)).template cast<S>();
     }
     auto g = layer_view(grad, layout_, i);
-    g.b = dz.rowwise().sum();
+    auto db = bias_grad_.head(g.b.size());
+    db = dz.rowwise().sum();
+    g.b = db;
     const Operand<const S> input = input_of(i, x, ld_x, n);
     const Operand<const S> dzo{dz.data(), dz.rows(), n, delta_[cur].rows(), false};
     dw_[static_cast<std::size_t>(i)].run(dzo, input.t(), {g.W.data(), g.W.rows(), g.W.cols(), g.W.cols(), true});
