@@ -63,7 +63,8 @@ class AllreduceSum final : public IntegerSum {
     n_ = spec.n;
     units_ = units_of(spec);
   }
-  const std::int64_t* sum(SumFinisher* finisher, int /*wire_bytes*/) override {
+  const std::int64_t* sum(SumFinisher* finisher, int /*wire_bytes*/, int terms) override {
+    MDN_CHECK(terms == 0);  // no terms offered
     comm_.allreduce(values_, n_, ReduceOp::sum);
     if (finisher != nullptr) finisher->finish(values_, 0, units_.size() - 1);
     return values_;
@@ -561,6 +562,11 @@ Mapping map_node_segment(MpiComm& world, MPI_Comm node, int node_rank, std::size
 /// allreduce over all ranks, no byte is copied into or out of MPI's buffers on the node, and the
 /// addition and the finishing are spread over the node's ranks.
 ///
+/// With float terms (IntegerSumSpec::terms) a rank writes its terms into its part instead of
+/// integers, and the owner of a unit quantises every rank's terms there as it adds them: per
+/// element, a rank reads 4 bytes of another's part where it read 8, and nobody writes integers
+/// first. What passes between the cores, not the arithmetic, is what this sum costs on a node.
+///
 /// Reuse without a race: a rank rewrites its part only after the second barrier (everyone has
 /// added), and the sums are rewritten only after the next call's first barrier (everyone has read
 /// them). Both barriers live in the segment and are polled by the stall watchdog.
@@ -574,6 +580,16 @@ class SharedSum final : public IntegerSum {
     unsigned char* at = segment_.get();
     for (int r = 0; r < node_size; ++r, at += stride) parts_.push_back(reinterpret_cast<std::int64_t*>(at));
     values_ = parts_[static_cast<std::size_t>(node_rank)];
+    if (spec.terms > 0) {
+      // A part's terms lie where its integers of [0, term_elements) would (two floats take the
+      // bytes of one integer); the rest of its integers keep their places, and a cache line after
+      // them says how many terms the part holds this time.
+      MDN_CHECK(spec.terms <= 2 && std::binary_search(units_.begin(), units_.end(), spec.term_elements));
+      term_elements_ = spec.term_elements;
+      for (int k = 0; k < spec.terms; ++k)
+        terms_.push_back(reinterpret_cast<float*>(values_) + static_cast<std::size_t>(k) * term_elements_);
+      node_terms_.resize(static_cast<std::size_t>(node_size) * 2);
+    }
     sums_ = reinterpret_cast<std::int64_t*>(at);
     at += stride;
     results_ = at;
@@ -603,26 +619,30 @@ class SharedSum final : public IntegerSum {
 
   static std::size_t round_to_pages(std::size_t bytes) { return (bytes + 4095) / 4096 * 4096; }
 
-  const std::int64_t* sum(SumFinisher* finisher, int wire_bytes) override {
-    publish();  // every rank's values are written
+  const std::int64_t* sum(SumFinisher* finisher, int wire_bytes, int terms) override {
+    MDN_CHECK(terms >= 0 && terms <= static_cast<int>(terms_.size()) && (terms_.empty() || finisher != nullptr));
+    if (!terms_.empty()) *term_count(values_) = terms;
+    publish();  // every rank's values (and terms) are written
     const std::size_t begin = units_[first_], end = units_[last_];
     if (end > begin) {
-      std::int64_t* out = sums_;
-      constexpr std::size_t kBlock = 2048;  // 16 KB: the block stays in L1 while the parts are added in
-      for (std::size_t b = begin; b < end; b += kBlock) {
-        const std::size_t e = std::min(end, b + kBlock);
-        const std::int64_t* first = parts_[0];
-        for (std::size_t i = b; i < e; ++i) out[i] = first[i];
-        for (std::size_t r = 1; r < parts_.size(); ++r) {
-          const std::int64_t* part = parts_[r];
-          for (std::size_t i = b; i < e; ++i) out[i] += part[i];
-        }
+      int count = 0;  // every rank's terms on the node
+      for (std::int64_t* part : parts_)
+        for (int k = 0; k < (terms_.empty() ? 0 : *term_count(part)); ++k)
+          node_terms_[static_cast<std::size_t>(count++)] =
+              reinterpret_cast<const float*>(part) + static_cast<std::size_t>(k) * term_elements_;
+      // On one node nothing is added after this: each unit is finished as soon as it is summed,
+      // while its sums are still in the first-level cache.
+      const bool at_once = finisher != nullptr && across_.get() == MPI_COMM_NULL;
+      for (std::size_t u = first_; u < last_; ++u) {
+        if (units_[u] < term_elements_) finisher->quantize(node_terms_.data(), count, u, u + 1, sums_);
+        else add_parts(units_[u], units_[u + 1]);
+        if (at_once) finisher->finish(sums_, u, u + 1);
       }
-      if (ring_ && finisher != nullptr) {
+      if (!at_once && ring_ && finisher != nullptr) {
         ring_->run(sums_, wire_bytes, finisher, static_cast<unsigned char*>(results_));
-      } else {
+      } else if (!at_once) {
         if (across_.get() != MPI_COMM_NULL)
-          iallreduce(world_, across_.get(), out + begin, end - begin, DType::i64, ReduceOp::sum);
+          iallreduce(world_, across_.get(), sums_ + begin, end - begin, DType::i64, ReduceOp::sum);
         if (finisher != nullptr) finisher->finish(sums_, first_, last_);
       }
     }
@@ -632,13 +652,33 @@ class SharedSum final : public IntegerSum {
 
   std::string route() const override {
     const std::string node = fmt::format("shared memory ({} rank{} per node", node_size_, node_size_ == 1 ? "" : "s");
-    if (nodes_ == 1) return node + ", 1 node)";
-    return fmt::format("{}, {} nodes), between nodes {}{}", node, nodes_,
+    const char* terms = terms_.empty() ? "" : ", float terms read in place";
+    if (nodes_ == 1) return node + ", 1 node)" + terms;
+    return fmt::format("{}, {} nodes), between nodes {}{}{}", node, nodes_,
                        regions_.empty() ? "MPI allreduce" : "a ring of narrowed integers and results",
-                       leaders_ ? " by each node's first rank (nodes of unequal size)" : " in per-rank chunks");
+                       leaders_ ? " by each node's first rank (nodes of unequal size)" : " in per-rank chunks", terms);
   }
 
  private:
+  /// sums_[b, e) = the sum of the node's parts there.
+  void add_parts(std::size_t b, std::size_t e) {
+    constexpr std::size_t kBlock = 2048;  // 16 KB: the block stays in L1 while the parts are added in
+    for (; b < e; b += kBlock) {
+      const std::size_t be = std::min(e, b + kBlock);
+      const std::int64_t* first = parts_[0];
+      for (std::size_t i = b; i < be; ++i) sums_[i] = first[i];
+      for (std::size_t r = 1; r < parts_.size(); ++r) {
+        const std::int64_t* part = parts_[r];
+        for (std::size_t i = b; i < be; ++i) sums_[i] += part[i];
+      }
+    }
+  }
+
+  /// How many terms a part holds: the cache line after its n integers.
+  std::int32_t* term_count(std::int64_t* part) const {
+    return reinterpret_cast<std::int32_t*>(part + (n_ + 7) / 8 * 8);
+  }
+
   /// A barrier of the node's ranks in the segment itself (a sense-reversing counter; a fraction
   /// of an MPI barrier's latency): the last to arrive starts the next generation. Its acquire and
   /// release order every rank's writes to the segment before the others' reads. Polled by the
@@ -666,6 +706,8 @@ class SharedSum final : public IntegerSum {
   std::int64_t* sums_ = nullptr;
   std::uint32_t* barrier_ = nullptr;
   std::size_t first_ = 0, last_ = 0;  // the units this rank adds and finishes
+  std::size_t term_elements_ = 0;     // elements [0, term_elements_) come as float terms
+  std::vector<const float*> node_terms_;  // this sum's terms of every rank on the node
   std::vector<std::vector<std::size_t>> regions_;
   std::unique_ptr<Ring> ring_;  // between nodes, when the results can travel instead of the sums
 };
@@ -684,7 +726,8 @@ class RingSum final : public IntegerSum {
     check_mpi(MPI_Comm_dup(world.handle(), ring_comm_.out()), "MPI_Comm_dup");
     ring_ = std::make_unique<Ring>(world, ring_comm_.get(), units_, 0, units_.size() - 1, regions_);
   }
-  const std::int64_t* sum(SumFinisher* finisher, int wire_bytes) override {
+  const std::int64_t* sum(SumFinisher* finisher, int wire_bytes, int terms) override {
+    MDN_CHECK(terms == 0);  // no terms offered
     if (finisher != nullptr) {
       ring_->run(values_, wire_bytes, finisher, static_cast<unsigned char*>(results_));
     } else {
@@ -723,15 +766,16 @@ std::unique_ptr<IntegerSum> MpiComm::integer_sum(const IntegerSumSpec& spec, con
   int node_rank = 0, node_size = 1;
   check_mpi(MPI_Comm_rank(node.get(), &node_rank), "MPI_Comm_rank");
   check_mpi(MPI_Comm_size(node.get(), &node_size), "MPI_Comm_size");
-  // Sizes: the largest and smallest node, and the number of nodes, agreed by every rank.
-  std::int64_t agreed[3] = {node_size, -node_size, node_rank == 0 ? 1 : 0};
-  allreduce(agreed, 2, ReduceOp::max);
-  allreduce(agreed + 2, 1, ReduceOp::sum);
+  // Sizes: the largest and smallest node, whether some rank gives no terms, and the number of
+  // nodes, agreed by every rank.
+  std::int64_t agreed[4] = {node_size, -node_size, spec.terms > 0 ? 0 : 1, node_rank == 0 ? 1 : 0};
+  allreduce(agreed, 3, ReduceOp::max);
+  allreduce(agreed + 3, 1, ReduceOp::sum);
   // One rank per node: nothing to share.
   if (options.node < 0 && agreed[0] == 1) return apart();
 
   // Every rank's part, the sums, the results and the barrier, each on pages of their own.
-  const std::size_t stride = SharedSum::round_to_pages(n * sizeof(std::int64_t));
+  const std::size_t stride = SharedSum::round_to_pages((n + 7) / 8 * 8 * sizeof(std::int64_t) + 64);
   const std::size_t bytes =
       stride * static_cast<std::size_t>(node_size + 1) + SharedSum::round_to_pages(spec.result_bytes) + 4096;
   std::string created;
@@ -741,8 +785,10 @@ std::unique_ptr<IntegerSum> MpiComm::integer_sum(const IntegerSumSpec& spec, con
   const bool everywhere = min(segment.get() != nullptr ? 1 : 0) == 1;
   if (!created.empty()) shm_unlink(created.c_str());
   if (!everywhere) return apart();
-  return std::make_unique<SharedSum>(*this, spec, std::move(node), std::move(segment), stride, node_rank, node_size,
-                                     static_cast<int>(agreed[2]), agreed[0] == -agreed[1]);
+  IntegerSumSpec taken = spec;
+  if (agreed[2] != 0) taken.terms = 0;  // terms only where every rank gives them
+  return std::make_unique<SharedSum>(*this, taken, std::move(node), std::move(segment), stride, node_rank, node_size,
+                                     static_cast<int>(agreed[3]), agreed[0] == -agreed[1]);
 }
 
 void MpiComm::allreduce_raw(void* data, std::size_t n, DType type, ReduceOp op) {

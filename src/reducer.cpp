@@ -53,7 +53,6 @@ GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max
   loss_.assign(static_cast<std::size_t>(std::max<Index>(max_local, 1)), 0.0);
   rows_.assign(loss_.size(), 0);
   if (mode == Reduction::exact) {
-    held_.assign(loss_.size(), Vec<float>(n_));
     held_ptrs_.assign(loss_.size(), nullptr);
     maxima_.assign(slots + kMaxTail, 0.0);
     factors_.assign(slots, 0.0);
@@ -86,21 +85,32 @@ GradientReducer::GradientReducer(const Layout& layout, Reduction mode, Index max
         regions[1].push_back(U * sizeof(double) + std::min(units_[u], static_cast<std::size_t>(n_)) * sizeof(float));
         regions[2].push_back(tail_at_ + (u == U ? kExactSumTail * sizeof(std::int64_t) : 0));
       }
-      sum_ = comm.integer_sum({static_cast<std::size_t>(n_ + kExactSumTail), units_,
-                               tail_at_ + kExactSumTail * sizeof(std::int64_t), std::move(regions)},
-                              sum);
+      IntegerSumSpec spec{static_cast<std::size_t>(n_ + kExactSumTail), units_,
+                          tail_at_ + kExactSumTail * sizeof(std::int64_t), std::move(regions)};
+      // Up to two micro-batches a rank: their gradients are the sum's float terms, written by
+      // the backward pass where the node's ranks can read them (no pass of integers first).
+      if (loss_.size() <= 2) {
+        spec.terms = static_cast<int>(loss_.size());
+        spec.term_elements = static_cast<std::size_t>(n_);
+      }
+      sum_ = comm.integer_sum(spec, sum);
     }
     finisher_.self = this;
     shift_.assign(slots + 1, 0);
+    scales_.assign(slots, 1.0);
+    for (std::size_t k = 0; k < loss_.size(); ++k) held_.push_back(sum_ ? sum_->term(static_cast<int>(k)) : nullptr);
   } else {
-    held_.assign(1, Vec<float>(n_));
+    held_.assign(1, nullptr);
     fast_.resize(n_ + kFastSumTail);
   }
+  own_.reserve(held_.size());
+  for (float*& h : held_)
+    if (h == nullptr) h = own_.emplace_back(n_).data();  // the route takes integers only
 }
 
 float* GradientReducer::gradient(Index k) {
   MDN_CHECK(k < static_cast<Index>(loss_.size()));
-  return held_[mode_ == Reduction::exact ? static_cast<std::size_t>(k) : 0].data();
+  return held_[mode_ == Reduction::exact ? static_cast<std::size_t>(k) : 0];
 }
 
 void GradientReducer::record(Index k, double loss_sum, Index rows) {
@@ -109,8 +119,9 @@ void GradientReducer::record(Index k, double loss_sum, Index rows) {
   rows_[i] = rows;
   if (mode_ == Reduction::fast) {
     // Sum into the rank's accumulator now; the scratch is reused by the next micro-batch.
-    if (k == 0) fast_.head(n_) = held_[0];
-    else fast_.head(n_) += held_[0];
+    const Eigen::Map<const Vec<float>> g(held_[0], n_);
+    if (k == 0) fast_.head(n_) = g;
+    else fast_.head(n_) += g;
   }
 }
 
@@ -119,7 +130,7 @@ GradientReducer::Result GradientReducer::reduce(Index n_local, Index micro_total
   if (n_local > 0 && faults_.poisons_gradient(step, comm_.rank())) {
     // The fault tests' non-finite gradient: in this rank's first micro-batch (in the fast mode's
     // sum, which holds it).
-    if (mode_ == Reduction::exact) held_[0](0) = std::numeric_limits<float>::quiet_NaN();
+    if (mode_ == Reduction::exact) held_[0][0] = std::numeric_limits<float>::quiet_NaN();
     else fast_(0) = std::numeric_limits<float>::quiet_NaN();
   }
   return mode_ == Reduction::exact ? reduce_exact(n_local, micro_total, rows_total, mean, flags, step)
@@ -178,7 +189,7 @@ bool GradientReducer::agree_maxima(Index n_local, Flags flags, Flags& agreed) {
   std::fill(maxima_.begin(), maxima_.end(), 0.0);
   bool local_nonfinite = false;
   for (Index k = 0; k < n_local; ++k) {
-    const float* g = held_[static_cast<std::size_t>(k)].data();
+    const float* g = held_[static_cast<std::size_t>(k)];
     for (std::size_t s = 0; s < S; ++s) {
       const double m = kernels_.max_abs(g + slots[s].offset, slots[s].size());
       if (!std::isfinite(m)) local_nonfinite = true;  // std::max would drop a NaN
@@ -212,6 +223,7 @@ void GradientReducer::choose_quanta(Index micro_total, std::int64_t step) {
     int e = 0;
     if (a > 0) std::frexp(a, &e);  // a < 2^e
     shift_[s] = W - c - e + bias;
+    if (s < S) scales_[s] = std::ldexp(1.0, shift_[s]);
     // Decided on the global maxima: every rank reaches the same verdict (a collective error).
     if (std::ldexp(a, shift_[s]) >= limit)
       throw Error(Exit::failure,
@@ -227,7 +239,7 @@ void GradientReducer::sum_and_divide(Index n_local, std::int64_t rows_total, flo
   const auto& slots = layout_.slots();
   const std::size_t S = slots.size();
   // Every local micro-batch in one pass over each tensor.
-  for (Index k = 0; k < n_local; ++k) held_ptrs_[static_cast<std::size_t>(k)] = held_[static_cast<std::size_t>(k)].data();
+  for (Index k = 0; k < n_local; ++k) held_ptrs_[static_cast<std::size_t>(k)] = held_[static_cast<std::size_t>(k)];
   held_count_ = n_local;
   std::int64_t loss_acc = 0;
   std::int64_t rows_acc = 0;
@@ -247,18 +259,21 @@ void GradientReducer::sum_and_divide(Index n_local, std::int64_t rows_total, flo
     r.loss_sum = std::ldexp(static_cast<double>(loss_acc), -shift_[S]);
     for (std::size_t s = 0; s < S; ++s)
       r.sum_squares += kernels_.round_trip(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset,
-                                           mean + slots[s].offset, slots[s].size(), std::ldexp(1.0, shift_[s]),
-                                           factors_[s]);
+                                           mean + slots[s].offset, slots[s].size(), scales_[s], factors_[s]);
   } else {
     std::int64_t* acc = sum_->values();
-    for (std::size_t s = 0; s < S; ++s)
-      kernels_.quantize(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset, acc + slots[s].offset,
-                        slots[s].size(), std::ldexp(1.0, shift_[s]));
+    // With terms the gradients are in the sum already, and each unit's owner quantises them.
+    const bool terms = sum_->term(0) != nullptr;
+    if (!terms)
+      for (std::size_t s = 0; s < S; ++s)
+        kernels_.quantize(held_ptrs_.data(), static_cast<int>(n_local), slots[s].offset, acc + slots[s].offset,
+                          slots[s].size(), scales_[s]);
     acc[n_ + kSumLoss] = loss_acc;
     acc[n_ + kSumRows] = rows_acc;
     {
       ScopedTimer w(comm_seconds_);
-      sums_ = sum_->sum(&finisher_, wire_bytes_);  // each rank divides its units into the shared mean
+      // Each rank divides its units into the shared mean.
+      sums_ = sum_->sum(&finisher_, wire_bytes_, terms ? static_cast<int>(n_local) : 0);
     }
     const auto* tail = reinterpret_cast<const std::int64_t*>(static_cast<const unsigned char*>(sum_->results()) + tail_at_);
     r.rows = tail[kSumRows];
@@ -293,6 +308,16 @@ void GradientReducer::finish_units(const std::int64_t* sums, std::size_t first, 
   }
 }
 
+void GradientReducer::quantize_units(const float* const* terms, int count, std::size_t first, std::size_t last,
+                                     std::int64_t* sums) {
+  for (std::size_t u = first; u < last; ++u) {
+    const int s = unit_slot_[u];
+    MDN_CHECK(s >= 0);  // the loss and rows come as integers
+    kernels_.quantize(terms, count, static_cast<Index>(units_[u]), sums + units_[u],
+                      static_cast<Index>(units_[u + 1] - units_[u]), scales_[static_cast<std::size_t>(s)]);
+  }
+}
+
 std::string GradientReducer::route() const {
   if (comm_.size() == 1) return "one rank";
   return sum_ ? sum_->route() : "MPI allreduce of floats";
@@ -306,7 +331,7 @@ std::vector<double> GradientReducer::exact_sums() {
     for (Index i = slot.offset; i < slot.offset + slot.size(); ++i)
       for (Index k = 0; k < held_count_; ++k)
         v[static_cast<std::size_t>(i)] +=
-            std::llrint(std::ldexp(static_cast<double>(held_[static_cast<std::size_t>(k)](i)), shift_[s]));
+            std::llrint(std::ldexp(static_cast<double>(held_[static_cast<std::size_t>(k)][i]), shift_[s]));
   }
   comm_.allreduce(v.data(), v.size(), ReduceOp::sum);
   std::vector<double> out(v.size());

@@ -3,6 +3,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdint>
 #include <limits>
@@ -49,10 +50,24 @@ struct CopyUnits final : SumFinisher {
     for (std::size_t i = units[first]; i < units[last]; ++i) out[i] = sums[i];
     finished += last - first;
   }
+  /// The test's quantisation: round(4 x), summed over the terms.
+  void quantize(const float* const* terms, int count, std::size_t first, std::size_t last, std::int64_t* sums) override {
+    for (std::size_t i = units[first]; i < units[last]; ++i) {
+      sums[i] = 0;
+      for (int c = 0; c < count; ++c) sums[i] += std::llrint(4.0 * static_cast<double>(terms[c][i]));
+    }
+    quantized += last - first;
+  }
   IntegerSum& sum;
   const std::vector<std::size_t>& units;
   std::int64_t finished = 0;
+  std::int64_t quantized = 0;
 };
+
+/// Rank r's float term k of element i in `round` (eighths of both signs, up to 2^24).
+float float_term(int rank, int k, std::size_t i, int round) {
+  return static_cast<float>(std::ldexp(static_cast<double>(term(2 * rank + k, i, round, 4)), -3));
+}
 
 /// Sums several rounds through one IntegerSum (values rewritten right after each sum, as the
 /// reducer does) and checks every element against the sum computed here from the terms; a
@@ -62,7 +77,10 @@ struct CopyUnits final : SumFinisher {
 /// `wire` > 0: the results' regions are given and the values fit in `wire` bytes, so that ranks
 /// apart pass on results (each unit finished once in all) and the sums are complete only where
 /// this rank finished; 0: the integers are allreduced.
-void check_integer_sum(MpiComm& c, const IntegerSumOptions& options, const char* route_has, int copies, int wire = 0) {
+/// `terms` > 0: elements below 100000 may come as that many float terms; where the route takes
+/// them, rank r gives (r + round) mod (terms + 1) of them, and the finisher quantises them.
+void check_integer_sum(MpiComm& c, const IntegerSumOptions& options, const char* route_has, int copies, int wire = 0,
+                       int terms = 0) {
   const std::size_t n = 150007;  // odd: chunks of unequal length; the ring sends several a step
   std::vector<std::size_t> units;  // of 1000 elements, then a ragged one
   for (std::size_t i = 0; i < n; i += 1000) units.push_back(i);
@@ -72,27 +90,51 @@ void check_integer_sum(MpiComm& c, const IntegerSumOptions& options, const char*
     spec.result_regions.emplace_back();
     for (std::size_t u : units) spec.result_regions[0].push_back(u * sizeof(std::int64_t));
   }
+  spec.terms = terms;
+  spec.term_elements = terms > 0 ? 100000 : 0;
   auto sum = c.integer_sum(spec, options);
   ASSERT_EQ(sum->size(), n);
   EXPECT_NE(sum->route().find(route_has), std::string::npos) << sum->route();
+  const bool taken = sum->term(0) != nullptr;
+  EXPECT_EQ(sum->route().find("float terms") != std::string::npos, taken) << sum->route();
+  if (!taken) {
+    EXPECT_EQ(sum->term(1), nullptr);
+  }
+  // Each unit of terms is quantised once per node.
+  std::vector<std::int64_t> node_of(static_cast<std::size_t>(c.size()), 0);
+  node_of[static_cast<std::size_t>(c.rank())] = options.node < 0 ? 0 : options.node;
+  c.allreduce(node_of.data(), node_of.size(), ReduceOp::sum);
+  std::sort(node_of.begin(), node_of.end());
+  const auto nodes = std::unique(node_of.begin(), node_of.end()) - node_of.begin();
+  const std::size_t te = taken ? spec.term_elements : 0;
+  const auto count = [&](int r, int round) { return taken ? (r + round) % (terms + 1) : 0; };
   const int w = wire > 0 ? wire : 8;
   for (int round = 0; round < 3; ++round) {
     std::int64_t* v = sum->values();
-    for (std::size_t i = 0; i < n; ++i) v[i] = term(c.rank(), i, round, w);
+    for (int k = 0; k < count(c.rank(), round); ++k)
+      for (std::size_t i = 0; i < te; ++i) sum->term(k)[i] = float_term(c.rank(), k, i, round);
+    for (std::size_t i = te; i < n; ++i) v[i] = term(c.rank(), i, round, w);
     CopyUnits copy(*sum, units);
-    const std::int64_t* s = round == 1 ? sum->sum(nullptr, w) : sum->sum(&copy, w);
+    // Round 1 without a finisher (the sums complete everywhere), where no terms need one.
+    const bool bare = round == 1 && !taken;
+    const std::int64_t* s = bare ? sum->sum(nullptr, w) : sum->sum(&copy, w, count(c.rank(), round));
     const auto* results = static_cast<const std::int64_t*>(sum->results());
     std::size_t wrong = 0, wrong_results = 0;
     for (std::size_t i = 0; i < n; ++i) {
       std::int64_t expected = 0;
-      for (int r = 0; r < c.size(); ++r) expected += term(r, i, round, w);
-      wrong += (round == 1 || wire == 0) && s[i] != expected;
-      wrong_results += round != 1 && results[i] != expected;
+      for (int r = 0; r < c.size(); ++r) {
+        if (i >= te) expected += term(r, i, round, w);
+        for (int k = 0; i < te && k < count(r, round); ++k)
+          expected += std::llrint(4.0 * static_cast<double>(float_term(r, k, i, round)));
+      }
+      wrong += (bare || wire == 0) && s[i] != expected;
+      wrong_results += !bare && results[i] != expected;
     }
     EXPECT_EQ(wrong, 0u) << "round " << round << ", route " << sum->route();
     EXPECT_EQ(wrong_results, 0u) << "round " << round << ", route " << sum->route();
-    if (round != 1) {
+    if (!bare) {
       EXPECT_EQ(c.sum(copy.finished), static_cast<std::int64_t>(units.size() - 1) * copies);
+      EXPECT_EQ(c.sum(copy.quantized), taken ? static_cast<std::int64_t>(te / 1000) * nodes : 0);
     }
   }
 }
@@ -100,6 +142,30 @@ void check_integer_sum(MpiComm& c, const IntegerSumOptions& options, const char*
 TEST(MpiComm, IntegerSumThroughSharedMemory) {
   MpiComm c(MPI_COMM_WORLD);
   check_integer_sum(c, {}, c.size() == 1 ? "one rank" : "shared memory", 1);
+}
+
+TEST(MpiComm, IntegerSumOfFloatTerms) {
+  // One and two terms per rank, some ranks giving none: on one node, over nodes of two ranks
+  // (between them the allreduce and the ring) and of unequal size. Routes without shared memory
+  // take the integers only.
+  MpiComm c(MPI_COMM_WORLD);
+  for (int terms : {1, 2}) {
+    check_integer_sum(c, {}, c.size() == 1 ? "one rank" : "shared memory", 1, 0, terms);
+    if (c.size() % 2 == 0) {
+      check_integer_sum(c, {true, c.rank() % 2}, c.size() == 2 ? "per-rank chunks" : "2 nodes", 2, 0, terms);
+      check_integer_sum(c, {true, c.rank() % 2}, c.size() == 2 ? "per-rank chunks" : "2 nodes", 1, 6, terms);
+    }
+    if (c.size() >= 3) check_integer_sum(c, {true, c.rank() == 0 ? 0 : 1}, "unequal size", 1, 6, terms);
+    check_integer_sum(c, {false, -1}, c.size() == 1 ? "one rank" : "MPI ring", 1, 6, terms);
+  }
+  // Terms only where every rank gives them: rank 0 asks for none.
+  if (c.size() > 1) {
+    const std::size_t n = 4096;
+    IntegerSumSpec spec{n, {}, 0, {}};
+    spec.terms = c.rank() == 0 ? 0 : 1;
+    spec.term_elements = 2048;
+    EXPECT_EQ(c.integer_sum(spec)->term(0), nullptr);
+  }
 }
 
 TEST(MpiComm, IntegerSumThroughMpiAlone) {

@@ -41,6 +41,7 @@ struct Reduced {
   Vec<float> mean;
   std::vector<double> sums;
   GradientReducer::Result result;
+  std::string route;
 };
 
 /// Reduces M micro-batches of `rows` rows each, micro-batch g held by rank owner(g).
@@ -62,6 +63,7 @@ Reduced reduce(Comm& comm, Reduction mode, Index M, Owner owner, StepFlags flags
     ++k;
   }
   Reduced out;
+  out.route = red.route();
   out.mean.resize(layout.size());
   std::int64_t rows = 0;
   for (Index g = 0; g < M; ++g) rows += 10 + g % 3;
@@ -87,6 +89,9 @@ TEST(Reducer, ExactIsIdenticalForAnyRankCountAndPlacement) {
   EXPECT_EQ(dealt.sums, one.sums);
   EXPECT_EQ(dealt.result.rows, one.result.rows);
   EXPECT_EQ(dealt.result.loss_sum, one.result.loss_sum);
+  EXPECT_EQ(dealt.result.sum_squares, one.result.sum_squares);  // the clip's norm
+  EXPECT_EQ(last.result.sum_squares, one.result.sum_squares);
+  EXPECT_EQ(blocks.result.sum_squares, one.result.sum_squares);
   EXPECT_TRUE(dealt.result.finite);
   // Quantisation is exact integer work: every level's kernels give the same bits.
   for (CpuLevel level : runnable_levels()) {
@@ -214,6 +219,32 @@ TEST(Reducer, FlagsFromOneRankReachEveryRank) {
     EXPECT_FALSE(none.result.flags.stop);
     EXPECT_FALSE(none.result.flags.checkpoint);
   }
+}
+
+TEST(Reducer, FloatTermsReadInPlaceGiveTheSameBits) {
+  // Up to two micro-batches a rank: the node's ranks quantise each other's gradients where the
+  // backward pass wrote them (a rank's second one right after its first, at any alignment).
+  MpiComm comm(MPI_COMM_WORLD);
+  SelfComm self;
+  const int P = comm.size();
+  for (Index M : {Index{1}, Index{P}, Index{2 * P - 1}, Index{2 * P}}) {
+    const Reduced one = reduce(self, Reduction::exact, M, [](Index) { return 0; });
+    for (CpuLevel level : runnable_levels()) {
+      const Reduced r = reduce(comm, Reduction::exact, M, [&](Index g) { return static_cast<int>(g % P); }, {}, -1,
+                               0.0f, level);
+      if (P > 1) {
+        EXPECT_NE(r.route.find("float terms read in place"), std::string::npos) << r.route;
+      }
+      EXPECT_EQ(r.mean, one.mean) << "M = " << M << ", " << to_string(level);
+      EXPECT_EQ(r.sums, one.sums);
+      EXPECT_EQ(r.result.sum_squares, one.result.sum_squares);
+      EXPECT_EQ(r.result.loss_sum, one.result.loss_sum);
+      EXPECT_EQ(r.result.rows, one.result.rows);
+    }
+  }
+  // Three on some rank: the integers, on every rank.
+  const Reduced three = reduce(comm, Reduction::exact, 3, [](Index) { return 0; });
+  EXPECT_EQ(three.route.find("float terms"), std::string::npos) << three.route;
 }
 
 TEST(Reducer, ARankWithoutMicroBatchesTakesPart) {

@@ -38,6 +38,11 @@ class SumFinisher {
   virtual ~SumFinisher() = default;
   /// The sums of units [first, last) are complete (sums[i] for i in units[first] .. units[last]).
   virtual void finish(const std::int64_t* sums, std::size_t first, std::size_t last) = 0;
+  /// The float terms' way (IntegerSumSpec::terms): writes the integer sums of units [first, last)
+  /// (below term_elements) from `count` float terms, the node's ranks' together, exactly as the
+  /// ranks would have turned them into their values one by one and added those.
+  virtual void quantize(const float* const* terms, int count, std::size_t first, std::size_t last,
+                        std::int64_t* sums) = 0;
 };
 
 /// The elements of an integer sum, in units (boundaries 0 = units[0] < ... < units[U] = n: the
@@ -51,6 +56,14 @@ struct IntegerSumSpec {
   /// results of the units they finished instead of the integer sums (fewer bytes: see sum());
   /// empty, they allreduce the integers and each finishes its own copy.
   std::vector<std::vector<std::size_t>> result_regions;
+  /// Up to 2 float terms per rank for elements [0, term_elements) (a unit boundary), instead of
+  /// their integers in values(), where the route can take them (IntegerSum::term): on a node, the
+  /// owner of a unit turns every rank's terms into integers itself (SumFinisher::quantize). It
+  /// reads 4 bytes a term where it read 8 an integer, and no rank writes integers first; with
+  /// more terms it would read more than the integers. Taken only where every rank gives terms
+  /// (their number may differ).
+  int terms = 0;
+  std::size_t term_elements = 0;
 };
 
 /// n int64 values per rank, summed over all ranks in place: the exact reduction's integer sum.
@@ -63,6 +76,10 @@ class IntegerSum {
   std::size_t size() const { return n_; }
   /// Where this rank writes its n values; what they hold after sum() is unspecified.
   std::int64_t* values() { return values_; }
+  /// Where this rank writes float term k (k < spec.terms) of elements [0, spec.term_elements),
+  /// which its values() then do not hold; nullptr where this route takes the integers only. Its
+  /// bytes are the rank's own until sum() and after it, like values().
+  float* term(int k) { return k < static_cast<int>(terms_.size()) ? terms_[static_cast<std::size_t>(k)] : nullptr; }
   /// Collective: adds every rank's values; then, when `finisher` is given, each rank finishes the
   /// units it owns (every unit is finished by one rank), and the call returns once all have.
   /// Returns the element-wise sums; they and results() are valid until this rank calls sum()
@@ -73,7 +90,10 @@ class IntegerSum {
   /// finisher and result regions, nodes send each other the integers once (a reduce-scatter in a
   /// ring) and then the finished results: the returned sums are then complete only in the units
   /// this rank finished; without, they are complete everywhere.
-  virtual const std::int64_t* sum(SumFinisher* finisher = nullptr, int wire_bytes = 8) = 0;
+  ///
+  /// `terms`: how many of term(0), term(1) this rank wrote this time (0 when it has nothing to
+  /// add); with terms, a finisher is required.
+  virtual const std::int64_t* sum(SumFinisher* finisher = nullptr, int wire_bytes = 8, int terms = 0) = 0;
   /// The units' results (result_bytes, 8-byte aligned), written by the finishers.
   void* results() { return results_; }
   /// How the values travel, for the start message and metrics.jsonl.
@@ -84,6 +104,7 @@ class IntegerSum {
   void* results_ = nullptr;
   std::size_t n_ = 0;
   std::vector<std::size_t> units_;
+  std::vector<float*> terms_;  // empty: the integers only
 };
 
 struct IntegerSumOptions {

@@ -93,10 +93,17 @@ class GradientReducer {
   /// The finishing of the integer sum's units [first, last) (each a tensor's piece of up to 4096
   /// elements): divided and rounded into the shared mean, with their sums of squares.
   void finish_units(const std::int64_t* sums, std::size_t first, std::size_t last);
+  /// The integer sums of units [first, last) from the float terms of the node's ranks (the
+  /// integer sum's terms: the local gradients are written where the node can read them).
+  void quantize_units(const float* const* terms, int count, std::size_t first, std::size_t last, std::int64_t* sums);
   struct Finisher final : SumFinisher {
     GradientReducer* self = nullptr;
     void finish(const std::int64_t* sums, std::size_t first, std::size_t last) override {
       self->finish_units(sums, first, last);
+    }
+    void quantize(const float* const* terms, int count, std::size_t first, std::size_t last,
+                  std::int64_t* sums) override {
+      self->quantize_units(terms, count, first, last, sums);
     }
   };
   Result reduce_fast(Index n_local, float* mean, Flags flags);
@@ -106,7 +113,8 @@ class GradientReducer {
   Comm& comm_;
   const Kernels<float>& kernels_;
   Index n_;  // parameters
-  std::vector<Vec<float>> held_;        // exact: one gradient per local micro-batch; fast: [scratch]
+  std::vector<float*> held_;            // exact: one gradient per local micro-batch; fast: [scratch]
+  std::vector<Vec<float>> own_;         // held_'s storage, unless they are the integer sum's terms
   std::vector<const float*> held_ptrs_; // exact: the step's local gradients, for the quantisation
   std::vector<double> loss_;            // per local micro-batch
   std::vector<Index> rows_;             // per local micro-batch
@@ -121,6 +129,7 @@ class GradientReducer {
   std::vector<double> factors_;         // per slot, this step: quantum / rows
   Finisher finisher_;
   std::vector<int> shift_;              // exact: per slot, then loss
+  std::vector<double> scales_;          // exact: per slot, 2^shift
   Vec<float> fast_;                     // fast: sums, then loss, rows, stop and checkpoint (SumTail)
   const Faults& faults_;
   double comm_seconds_ = 0;
