@@ -16,7 +16,8 @@ Runs, in one session and alternating between the sides compared:
     (BUILD/native/, configured with MDN_KERNEL_FLAGS; --no-native skips it), alternating pairs
   * exact against fast reduction: medium, 2 ranks, micro-batch 256
   * 1 rank against 2 (medium): weak scaling (256 rows per rank) and the same global batch (512),
-    against the two-core ceiling (two SGEMMs at once), with the allreduce's share of the step
+    against the two-core ceiling (two SGEMMs at once) and the lock-step one (two SGEMMs meeting
+    after every product, as training's ranks do after every step), with the allreduce's share
   * peak memory per rank, and the share of reading and normalising 10 M rows x 10 columns in an epoch
   * full against diagonal covariance: the medium model with L = 4 outputs (correlated
     known-density data), 1 rank, alternating pairs (--covariance runs this part alone)
@@ -117,10 +118,11 @@ def run_torch(a, c):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def gemm(a, ranks):
+def gemm(a, ranks, size=1024, lockstep=False):
     pre, env = mpirun(ranks) if ranks > 1 else ([], {})
-    out = sh(pre + [os.path.join(a.build, "tools", "bench_gemm"), "1024", "3"], env=env)
-    return json.loads(out.strip().splitlines()[-1])["gflops_sum"]
+    out = sh(pre + [os.path.join(a.build, "tools", "bench_gemm"), str(size), "3", "auto"] +
+             (["lockstep"] if lockstep else []), env=env)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def products(a):
@@ -238,14 +240,21 @@ def main():
           f"OpenBLAS {openblas:.1f})")
 
     # The two-core ceiling, interleaved with single-core runs (this kind of machine is noisy).
-    singles, pairs = [], []
+    # Then the same in lock-step: a barrier after every product of about a medium step's length
+    # (512^3), in wall time, against one rank's wall time: a pause of either core holds both.
+    singles, pairs, locked = [], [], []
     for _ in range(3):
-        singles.append(gemm(a, 1))
-        pairs.append(gemm(a, 2))
+        singles.append(gemm(a, 1)["gflops_sum"])
+        pairs.append(gemm(a, 2)["gflops_sum"])
+        one = gemm(a, 1, 512)["gflops_wall_sum"]
+        locked.append(gemm(a, 2, 512, True)["gflops_wall_sum"] / one)
     peak1, peak2 = statistics.median(singles), statistics.median(pairs)
     ceiling = peak2 / peak1
+    lockstep = statistics.median(locked)
     print(f"mdn's product, 1024^3, one rank: {peak1:.1f} GFLOP/s; two ranks at once: {peak2:.1f} GFLOP/s in sum "
-          f"(two-core ceiling: {ceiling:.2f}x)\n")
+          f"(two-core ceiling: {ceiling:.2f}x)")
+    print(f"two ranks in lock-step (a barrier after every 512^3 product, in wall time): {lockstep:.2f}x one rank = "
+          f"{100 * lockstep / ceiling:.0f}% of the ceiling (rounds: {', '.join(f'{x:.2f}x' for x in locked)})\n")
 
     rows = []
     results = {}
@@ -332,7 +341,8 @@ def main():
     r1w, r2, r1s = statistics.median(one_256), statistics.median(two_512), statistics.median(one_512)
     print(f"1 -> 2 ranks (medium, exact, micro-batch 256), two-core ceiling {ceiling:.2f}x:")
     print(f"  weak scaling (256 rows per rank): {r1w:,.0f} -> {r2:,.0f} samples/s = {r2 / r1w:.2f}x, "
-          f"{100 * (r2 / r1w) / ceiling:.0f}% of the ceiling")
+          f"{100 * (r2 / r1w) / ceiling:.0f}% of the ceiling, {100 * (r2 / r1w) / lockstep:.0f}% of the lock-step one "
+          f"(rounds: {', '.join(f'{100 * t / o / ceiling:.0f}%' for o, t in zip(one_256, two_512))})")
     print(f"  same global batch (512):          {r1s:,.0f} -> {r2:,.0f} samples/s = {r2 / r1s:.2f}x, "
           f"{100 * (r2 / r1s) / ceiling:.0f}% of the ceiling")
     print(f"  allreduce share of the step on 2 ranks: {100 * statistics.median(share):.1f}%")
