@@ -626,10 +626,12 @@ class SharedSum final : public IntegerSum {
     const std::size_t begin = units_[first_], end = units_[last_];
     if (end > begin) {
       int count = 0;  // every rank's terms on the node
-      for (std::int64_t* part : parts_)
-        for (int k = 0; k < (terms_.empty() ? 0 : *term_count(part)); ++k)
+      for (std::int64_t* part : parts_) {
+        const int held = terms_.empty() ? 0 : *term_count(part);
+        for (int k = 0; k < held; ++k)
           node_terms_[static_cast<std::size_t>(count++)] =
               reinterpret_cast<const float*>(part) + static_cast<std::size_t>(k) * term_elements_;
+      }
       // On one node nothing is added after this: each unit is finished as soon as it is summed,
       // while its sums are still in the first-level cache.
       const bool at_once = finisher != nullptr && across_.get() == MPI_COMM_NULL;
@@ -638,12 +640,14 @@ class SharedSum final : public IntegerSum {
         else add_parts(units_[u], units_[u + 1]);
         if (at_once) finisher->finish(sums_, u, u + 1);
       }
-      if (!at_once && ring_ && finisher != nullptr) {
-        ring_->run(sums_, wire_bytes, finisher, static_cast<unsigned char*>(results_));
-      } else if (!at_once) {
-        if (across_.get() != MPI_COMM_NULL)
-          iallreduce(world_, across_.get(), sums_ + begin, end - begin, DType::i64, ReduceOp::sum);
-        if (finisher != nullptr) finisher->finish(sums_, first_, last_);
+      if (!at_once) {  // the other nodes' sums first
+        if (ring_ && finisher != nullptr) {
+          ring_->run(sums_, wire_bytes, finisher, static_cast<unsigned char*>(results_));
+        } else {
+          if (across_.get() != MPI_COMM_NULL)
+            iallreduce(world_, across_.get(), sums_ + begin, end - begin, DType::i64, ReduceOp::sum);
+          if (finisher != nullptr) finisher->finish(sums_, first_, last_);
+        }
       }
     }
     publish();  // every unit is summed and finished

@@ -60,11 +60,10 @@ int main(int argc, char** argv) {
     }
   }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::vector<double> mine = {static_cast<double>(rates.size()) * flops / wall / 1e9, 0};
   std::sort(rates.begin(), rates.end());
-  mine[1] = rates[rates.size() / 2];
+  const double mine[2] = {static_cast<double>(rates.size()) * flops / wall / 1e9, rates[rates.size() / 2]};
   std::vector<double> all(2 * static_cast<std::size_t>(size));
-  MPI_Gather(mine.data(), 2, MPI_DOUBLE, all.data(), 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  MPI_Gather(mine, 2, MPI_DOUBLE, all.data(), 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
   if (rank == 0) {
     double sum = 0, wall_sum = 0;
     for (int r = 0; r < size; ++r) {
