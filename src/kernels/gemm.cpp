@@ -338,12 +338,15 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
                 tile<A>(kc, ap + ir * kc, kMR, bp + jr * kc, kNR, cp, ldc, accumulate, last, rb, cb, next_c);
             };
             if (rows == kMR && cols == kNR && !transposed) {
-              // The next tile: further down these columns, or at the top of the next ones. Only
-              // a whole tile reads C in place (an edge tile reads it into its buffer).
-              const bool down = ir + kMR < mc;
-              const Index ni = down ? i0 + kMR : ic, nj = down ? j0 : j0 + kNR;
-              const bool whole = ni + kMR <= ic + mc && nj + kNR <= jc + nc;
-              run_tile(c.data + j0 * c.stride + i0, c.stride, whole ? c.data + nj * c.stride + ni : nullptr);
+              // The next tile, when it adds to C: further down these columns, or at the top of the
+              // next ones. Only a whole tile reads C in place (an edge tile reads it into its buffer).
+              const float* next_c = nullptr;
+              if (accumulate) {
+                const bool down = ir + kMR < mc;
+                const Index ni = down ? i0 + kMR : ic, nj = down ? j0 : j0 + kNR;
+                if (ni + kMR <= ic + mc && nj + kNR <= jc + nc) next_c = c.data + nj * c.stride + ni;
+              }
+              run_tile(c.data + j0 * c.stride + i0, c.stride, next_c);
               continue;
             }
             // An edge tile, or a transposed result: the same register tile, through a buffer (and
