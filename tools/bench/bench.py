@@ -7,7 +7,9 @@ Runs, in one session and alternating between the sides compared:
     the best single-core SGEMM of the machine is the larger of mdn's and OpenBLAS's at 1024^3
   * three cases, mdn train (1 rank, exact, the level `run.cpu: auto` chooses) and the PyTorch
     reference (tools/bench/torch_mdn.py, 1 thread, OpenBLAS): samples/s, their ratio, the test
-    NLL of each, GFLOP/s and their share of the best SGEMM (timed right before each run)
+    NLL of each, GFLOP/s and their share of the best SGEMM (timed right before and right after
+    each run); and the medium and large steps alone against mdn's 1024^3 product, alternating in
+    one process (tools/bench/bench_step)
       small   Bishop, D=1, L=1, hidden [32, 32] tanh, K=5, B=256
       medium  D=8, L=2, hidden [256, 256, 256] tanh, K=5, B=512
       large   D=8, L=2, hidden [1024, 1024, 1024] tanh, K=5, B=1024
@@ -259,17 +261,19 @@ def main():
     rows = []
     results = {}
     level = None
-    # "% best" pairs each training run with the best SGEMM timed right before it: this machine's
-    # speed moves between minutes (the products table's 1024^3 and bench_gemm's can differ by 15%
-    # in one run). The best is mdn's product at 1024^3 then, times OpenBLAS's lead over it in the
-    # table when OpenBLAS leads; the figure is the median of the runs' ratios.
+    # "% best" pairs each training run with the best SGEMM timed right before it and right after
+    # it (the mean of the two): this machine's speed moves between minutes (the products table's
+    # 1024^3 and bench_gemm's can differ by 15% in one run). The best is mdn's product at 1024^3
+    # then, times OpenBLAS's lead over it in the table when OpenBLAS leads; the figure is the
+    # median of the runs' ratios.
     lead = max(1.0, openblas / mdn_best["1024^3"])
     for name, c in CASES.items():
         mdn_runs, torch_runs, shares = [], [], []
         for _ in range(a.rounds):
             cfg = config(c, "RUN", c["train"], c["test"], c["m"], c["epochs"])
-            now = lead * gemm(a, 1, 1024, seconds=1)["gflops_sum"]
+            before = gemm(a, 1, 1024, seconds=1)["gflops_sum"]
             mdn_runs.append(run_mdn(a, name, cfg))
+            now = lead * (before + gemm(a, 1, 1024, seconds=1)["gflops_sum"]) / 2
             shares.append(mdn_runs[-1]["rate"] * flops_per_sample(c) / 1e9 / now)
             torch_runs.append(run_torch(a, c))
         level = mdn_runs[-1]["cpu"]
@@ -288,7 +292,15 @@ def main():
         print(f"{r[0]:8} {r[1]:14,.0f} {r[2]:10,.0f} {r[3]:5.2f}x {r[4]:9.4f} {r[5]:12.4f} {r[6]:8.1f} {r[7]:6.1f}% "
               f"{r[8]:8.0f}")
     print("(same data, architecture, K, batch, Adam and epochs; NLL on the test file after training, nats per sample;\n"
-          " % best: median over the runs of their GFLOP/s over the best single-core SGEMM timed right before each)\n")
+          " % best: median over the runs of their GFLOP/s over the best single-core SGEMM timed right before and after each)")
+    # The steps alone, alternating with mdn's 1024^3 product in one process: no drift between the two.
+    for name in ("medium", "large"):
+        out = sh([os.path.join(a.build, "tools", "bench_step"), name, level]).strip().splitlines()[-1]
+        ratio = float(out.split("step/product ")[1].split()[0])
+        quartiles = out.split("(quartiles ")[1].rstrip(")")
+        print(f"{name} step alone against mdn's 1024^3 product, alternating in one process: {ratio:.3f} "
+              f"(quartiles {quartiles}); against the best SGEMM (OpenBLAS's lead {lead:.3f}): {100 * ratio / lead:.1f}%")
+    print()
 
     # Every lower level this machine runs.
     levels = [p["name"][4:] for p in prods["products"] if p["name"].startswith("mdn ")]
@@ -312,7 +324,7 @@ def main():
             c = CASES[name]
             cfg = config(c, "RUN", c["train"], c["test"], c["m"], c["epochs"])
             ratios = []
-            for i in range(3 if a.quick else 5):
+            for i in range(5):
                 order = ["native", "default"] if i % 2 == 0 else ["default", "native"]
                 got = {}
                 for side in order:

@@ -5,7 +5,8 @@
 //
 // Prints, per level, the median time of the forward and backward pass of one micro-batch, of the
 // forward pass alone, of the optimizer update, the gradient norm and the exact reduction's
-// quantisation, and the pass's GFLOP/s (training FLOPs: 2 x 3 x weights per sample).
+// quantisation, and the pass's GFLOP/s (training FLOPs: 2 x 3 x weights per sample); then the
+// whole step's speed against mdn's 1024^3 product at the same level, the two alternating.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "mdn/clip.hpp"
+#include "mdn/gemm.hpp"
 #include "mdn/kernels.hpp"
 #include "mdn/network.hpp"
 #include "mdn/optimizer.hpp"
@@ -80,14 +82,46 @@ int main(int argc, char** argv) {
     });
     // The step's work in sequence, as the trainer does it for one micro-batch per step: the caches
     // hold what the reduction and the optimizer touched last, not the network's buffers.
-    const double step = median_ms([&] {
+    const auto whole_step = [&] {
       net.loss_and_grad(p.data(), x, y, g.data());
       k.max_abs(g.data(), g.size());
       k.round_trip(held, 1, 0, mean.data(), g.size(), 1024.0, 1.0 / 1024.0);
       opt.step(p.data(), mean.data(), 1e-12);
-    });
+    };
+    const double step = median_ms(whole_step);
     std::printf("%-10s forward+backward %7.3f ms (%6.1f GFLOP/s)  forward %7.3f ms  adam %6.3f ms  norm %6.3f ms  "
                 "quantise %6.3f ms  whole step %7.3f ms (%6.1f GFLOP/s)\n",
                 to_string(level), pass, flops / pass / 1e6, fwd, adam, norm, quant, step, flops / step / 1e6);
+    // The step against mdn's 1024^3 product at the same level, alternating in this process: a
+    // group of steps, then products for about as long, 21 times. This machine's speed drifts
+    // between minutes (and a virtual machine's between seconds); the ratio of neighbours does not.
+    const Index big = 1024;
+    const Mat<float> ga = Mat<float>::Random(big, big), gb = Mat<float>::Random(big, big);
+    Mat<float> gc(big, big);
+    Gemm<float> gemm(level, big, big, big, false);
+    const double gemm_flops = 2.0 * static_cast<double>(big * big * big);
+    const auto seconds = [](auto f, int times) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < times; ++i) f();
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / times;
+    };
+    const auto product = [&] { gemm.run(operand(ga), operand(gb), mutable_operand(gc)); };
+    const int products = 3;
+    const int steps = std::max(1, static_cast<int>(products * seconds(product, 1) / (step / 1e3) + 0.5));
+    std::vector<double> gemm_rate, step_rate, ratio;
+    for (int i = 0; i < 21; ++i) {
+      gemm_rate.push_back(gemm_flops / seconds(product, products) / 1e9);
+      step_rate.push_back(flops / seconds(whole_step, steps) / 1e9);
+      ratio.push_back(step_rate.back() / gemm_rate.back());
+    }
+    const auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    std::sort(ratio.begin(), ratio.end());
+    std::printf("%-10s the whole step against the 1024^3 product, alternating (21 rounds of %d steps and %d "
+                "products): step %.1f GFLOP/s, product %.1f GFLOP/s, step/product %.3f (quartiles %.3f, %.3f)\n",
+                to_string(level), steps, products, median(step_rate), median(gemm_rate), median(ratio), ratio[5],
+                ratio[15]);
   }
 }
