@@ -22,7 +22,8 @@
 //   x86-64-v3 (16 ymm registers):  MR = 16 (2 x 8),  NR = 6:  12 accumulators
 //   x86-64    (16 xmm registers):  MR = 16 (4 x 4),  NR = 3:  12 accumulators, multiply then add
 // (48 x 8 and 64 x 6 tiles were within a few percent on v4; the 32-row tile also divides the
-// usual layer widths, so no rows are computed for nothing.)
+// usual layer widths, so no rows are computed for nothing.) Products of few columns take
+// narrower tiles where they pad fewer columns (panel_width: 13 or 12, 5 or 4, 2).
 // Products too small to fill one tile in some dimension, and double products (used in tests),
 // run Eigen's GEMM kernel instead, with its blocking computed once from fixed reference cache
 // sizes and packing buffers the site owns.
@@ -31,6 +32,8 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <iterator>
+#include <utility>
 
 namespace mdn::MDN_LEVEL {
 
@@ -43,12 +46,15 @@ constexpr Index W = kPacket<float>;
 #if defined(__AVX512F__)
 constexpr int kMV = 2, kNR = 14;
 constexpr Index kKC = 384, kMC = 192;
+constexpr int kNarrower[] = {13, 12};  // panel_width's other widths
 #elif defined(__AVX2__)
 constexpr int kMV = 2, kNR = 6;
 constexpr Index kKC = 512, kMC = 96;
+constexpr int kNarrower[] = {5, 4};
 #else
 constexpr int kMV = 4, kNR = 3;
 constexpr Index kKC = 256, kMC = 96;
+constexpr int kNarrower[] = {2};
 #endif
 constexpr Index kMR = kMV * W;
 constexpr Index kNC = 4096;
@@ -58,8 +64,18 @@ constexpr Index kMinDepth = 4;
 // runs a column apart, which the hardware's prefetchers do not follow far enough (measured: +1-2%
 // on the benchmark's medium and large steps, at x86-64-v3 on a Zen 3 EPYC).
 constexpr Index kPackAhead = 8;
+// Floats between a packed panel's end and the next panel's start: one cache line (panel_offset).
+constexpr Index kPanelPad = 64 / sizeof(float);
 
 Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
+/// Where panel q of a packed block starts: panels of `width` values per step of a depth of kc,
+/// each followed by one cache line. Without the line, panels whose size is a multiple of 4 KiB
+/// (512 steps of 6 values: 12 KiB; of 16 values: 32 KiB) put step k of every panel in the same
+/// set of the L1 cache, and packing a row-major B (or a column-major A), which writes step k of
+/// every panel in turn, finds 8 ways for the 43 panels of a 256-column block. (Measured at
+/// x86-64-v3 on a Zen 3 EPYC, in one process alternating with and without: -2% on the medium
+/// step, -0.6% on the large one; the 1024^3 product unchanged.)
+Index panel_offset(Index q, Index width, Index kc) { return q * (width * kc + kPanelPad); }
 
 /// The register tile: C (MR x NR, column-major, leading dimension ldc) = (accumulate ? C : 0)
 /// + A (MR x kc) * B (kc x NR), where step k of A is MR adjacent values at ap + k * a_step and
@@ -77,7 +93,7 @@ inline PF activate(const PF& x) {
 /// not follow a stream of short columns).
 /// `next_c`: where the tile run after this one starts, in C with the same ldc, when that tile
 /// reads C (null if there is none, or if it does not).
-template <Act A, bool InPlaceA = false>
+template <int NR, Act A, bool InPlaceA = false>
 void tile(Index kc, const float* __restrict ap, Index a_step, const float* __restrict bp, Index b_step, float* c,
           Index ldc, bool accumulate, bool last, const float* row_bias, const float* col_bias, const float* next_c) {
   // C's lines are fetched a whole tile's work ahead of their use. A tile that writes C fresh
@@ -88,17 +104,17 @@ void tile(Index kc, const float* __restrict ap, Index a_step, const float* __res
   // and without: 1.5-5% off the medium step and 1.5-2.5% off the large one in four runs of
   // tools/bench/bench_step; whole medium trainings, 8 alternating pairs: +1.7% samples/s.)
   if (const float* f = accumulate ? next_c : c; f != nullptr) {
-    for (int j = 0; j < kNR; ++j) {
+    for (int j = 0; j < NR; ++j) {
       _mm_prefetch(reinterpret_cast<const char*>(f + j * ldc), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(f + j * ldc + kMR - 1), _MM_HINT_T0);
     }
   }
-  PF acc[kNR][kMV];
+  PF acc[NR][kMV];
   if (accumulate) {
-    for (int j = 0; j < kNR; ++j)
+    for (int j = 0; j < NR; ++j)
       for (int v = 0; v < kMV; ++v) acc[j][v] = ei::ploadu<PF>(c + j * ldc + v * W);
   } else {
-    for (int j = 0; j < kNR; ++j)
+    for (int j = 0; j < NR; ++j)
       for (int v = 0; v < kMV; ++v) acc[j][v] = ei::pset1<PF>(0.0f);
   }
 #pragma GCC unroll 2
@@ -112,7 +128,7 @@ void tile(Index kc, const float* __restrict ap, Index a_step, const float* __res
 #pragma GCC unroll 8
     for (int v = 0; v < kMV; ++v) a[v] = ei::ploadu<PF>(ap + v * W);
 #pragma GCC unroll 32
-    for (int j = 0; j < kNR; ++j) {
+    for (int j = 0; j < NR; ++j) {
       const PF b = ei::pset1<PF>(bp[j]);
 #pragma GCC unroll 8
       for (int v = 0; v < kMV; ++v) acc[j][v] = ei::pmadd(a[v], b, acc[j][v]);
@@ -123,7 +139,7 @@ void tile(Index kc, const float* __restrict ap, Index a_step, const float* __res
   if (last && (row_bias != nullptr || col_bias != nullptr || A != Act::none)) {
     PF rb[kMV];
     for (int v = 0; v < kMV; ++v) rb[v] = row_bias != nullptr ? ei::ploadu<PF>(row_bias + v * W) : ei::pzero(rb[0]);
-    for (int j = 0; j < kNR; ++j) {
+    for (int j = 0; j < NR; ++j) {
       const PF cb = ei::pset1<PF>(col_bias != nullptr ? col_bias[j] : 0.0f);
       for (int v = 0; v < kMV; ++v) {
         PF x = acc[j][v];
@@ -133,7 +149,7 @@ void tile(Index kc, const float* __restrict ap, Index a_step, const float* __res
       }
     }
   }
-  for (int j = 0; j < kNR; ++j)
+  for (int j = 0; j < NR; ++j)
     for (int v = 0; v < kMV; ++v) ei::pstoreu(c + j * ldc + v * W, acc[j][v]);
 }
 
@@ -218,10 +234,10 @@ Index transpose_rows(const float* x, Index stride, Index top, Index p0, Index kc
 }
 
 /// Packs rows [first, first + count) x depth [p0, p0 + kc) of an operand into panels of `width`
-/// rows, panel q at dst + q * width * kc, with `width` values per step of the depth: element
-/// (r, k) of panel q is x(first + q * width + r, p0 + k), rows past `count` zero. `along_rows`:
-/// the operand's elements (r, k) and (r + 1, k) are adjacent in memory; otherwise (r, k) and
-/// (r, k + 1) are.
+/// rows, panel q at dst + panel_offset(q, width, kc), with `width` values per step of the depth:
+/// element (r, k) of panel q is x(first + q * width + r, p0 + k), rows past `count` zero.
+/// `along_rows`: the operand's elements (r, k) and (r + 1, k) are adjacent in memory; otherwise
+/// (r, k) and (r, k + 1) are.
 template <Index width>
 void pack_block(const float* x, Index stride, bool along_rows, Index first, Index count, Index p0, Index kc,
                 float* dst) {
@@ -236,7 +252,7 @@ void pack_block(const float* x, Index stride, bool along_rows, Index first, Inde
         for (Index i = 0; i < count; i += 64 / Index{sizeof(float)})
           _mm_prefetch(reinterpret_cast<const char*>(src + kPackAhead * stride + i), _MM_HINT_T0);
       for (Index q = 0; q < panels; ++q) {
-        float* out = dst + q * width * kc + k * width;
+        float* out = dst + panel_offset(q, width, kc) + k * width;
         const Index n = std::min(width, count - q * width);
         if (n == width) {
           copy_panel<width>(src + q * width, out);
@@ -252,7 +268,7 @@ void pack_block(const float* x, Index stride, bool along_rows, Index first, Inde
   // pairs of rows, then a last row.
   for (Index q = 0; q < panels; ++q) {
     const Index rows = std::min(width, count - q * width);
-    float* pd = dst + q * width * kc;
+    float* pd = dst + panel_offset(q, width, kc);
     const Index top = first + q * width;
     Index r = 0;
 #if defined(__AVX__)
@@ -290,7 +306,7 @@ void pack_block(const float* x, Index stride, bool along_rows, Index first, Inde
 /// product with few rows runs as its transpose, whose many rows fill the register tile).
 // Long because it is the five loops of the BLIS design (jc, pc, ic over blocks, jr, ir over
 // register tiles) with the edge tile inline: the blocking state lives in one scope.
-template <Act A>
+template <Act A, int NR>
 void sgemm(const Operand<const float>& a, const Operand<const float>& b, const Operand<float>& c, float* ap,
            float* bp, const Epilogue<float>& ep, bool transposed) {
   const Index m = c.rows, n = c.cols, K = a.cols;
@@ -309,9 +325,10 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
       const bool accumulate = pc > 0;
       const bool last = pc + kc == K;
       // B's block: panels of NR columns. B(k, j) is adjacent to B(k, j + 1) when B is row-major.
-      pack_block<kNR>(b.data, b.stride, b.row_major, jc, nc, pc, kc, bp);
-      for (Index ic = 0; ic < m; ic += kMC) {
-        const Index mc = std::min(kMC, m - ic);
+      pack_block<NR>(b.data, b.stride, b.row_major, jc, nc, pc, kc, bp);
+      const Index MCk = kMC;
+      for (Index ic = 0; ic < m; ic += MCk) {
+        const Index mc = std::min(MCk, m - ic);
         // A's block: panels of MR rows. A(i, k) is adjacent to A(i + 1, k) when A is column-major.
         // With one panel of B (n <= NR) every value of A is used once: a column-major A is then
         // read in place by whole-row tiles, and only a last, partial panel of rows is packed.
@@ -319,10 +336,12 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
           pack_block<kMR>(a.data, a.stride, !a.row_major, ic, mc, pc, kc, ap);
         } else if (mc % kMR != 0) {
           const Index ip = mc / kMR * kMR;
-          pack_block<kMR>(a.data, a.stride, !a.row_major, ic + ip, mc - ip, pc, kc, ap + ip * kc);
+          pack_block<kMR>(a.data, a.stride, !a.row_major, ic + ip, mc - ip, pc, kc,
+                          ap + panel_offset(ip / kMR, kMR, kc));
         }
-        for (Index jr = 0; jr < nc; jr += kNR) {
-          const Index cols = std::min<Index>(kNR, nc - jr);
+        for (Index jr = 0; jr < nc; jr += NR) {
+          const Index cols = std::min<Index>(NR, nc - jr);
+          const float* b_panel = bp + panel_offset(jr / NR, NR, kc);
           for (Index ir = 0; ir < mc; ir += kMR) {
             const Index rows = std::min<Index>(kMR, mc - ir);
             const Index i0 = ic + ir, j0 = jc + jr;
@@ -332,19 +351,20 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
             const bool in_place = direct_a && rows == kMR;
             const auto run_tile = [&](float* cp, Index ldc, const float* next_c) {
               if (in_place)
-                tile<A, true>(kc, a.data + pc * a.stride + i0, a.stride, bp + jr * kc, kNR, cp, ldc, accumulate,
-                              last, rb, cb, next_c);
+                tile<NR, A, true>(kc, a.data + pc * a.stride + i0, a.stride, b_panel, NR, cp, ldc, accumulate, last, rb,
+                                  cb, next_c);
               else
-                tile<A>(kc, ap + ir * kc, kMR, bp + jr * kc, kNR, cp, ldc, accumulate, last, rb, cb, next_c);
+                tile<NR, A>(kc, ap + panel_offset(ir / kMR, kMR, kc), kMR, b_panel, NR, cp, ldc, accumulate, last, rb,
+                            cb, next_c);
             };
-            if (rows == kMR && cols == kNR && !transposed) {
+            if (rows == kMR && cols == NR && !transposed) {
               // The next tile, when it adds to C: further down these columns, or at the top of the
               // next ones. Only a whole tile reads C in place (an edge tile reads it into its buffer).
               const float* next_c = nullptr;
               if (accumulate) {
                 const bool down = ir + kMR < mc;
-                const Index ni = down ? i0 + kMR : ic, nj = down ? j0 : j0 + kNR;
-                if (ni + kMR <= ic + mc && nj + kNR <= jc + nc) next_c = c.data + nj * c.stride + ni;
+                const Index ni = down ? i0 + kMR : ic, nj = down ? j0 : j0 + NR;
+                if (ni + kMR <= ic + mc && nj + NR <= jc + nc) next_c = c.data + nj * c.stride + ni;
               }
               run_tile(c.data + j0 * c.stride + i0, c.stride, next_c);
               continue;
@@ -360,7 +380,7 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
               rb = edge_rows;
             }
             if (cb != nullptr) {
-              std::fill(edge_cols, edge_cols + kNR, 0.0f);
+              std::fill(edge_cols, edge_cols + NR, 0.0f);
               std::copy(cb, cb + cols, edge_cols);
               cb = edge_cols;
             }
@@ -374,11 +394,48 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
   }
 }
 
-/// Sizes of the packed panels for products of up to (max_m, max_n, max_k).
-Index packed_a_size(Index max_m, Index max_k) { return round_up(std::min(kMC, max_m), kMR) * std::min(kKC, max_k); }
-Index packed_b_size(Index max_n, Index max_k) { return round_up(std::min(kNC, max_n), kNR) * std::min(kKC, max_k); }
+template <Act A, std::size_t... I, class... Args>
+void sgemm_narrower(std::index_sequence<I...>, int width, const Args&... args) {
+  ((width == kNarrower[I] ? sgemm<A, kNarrower[I]>(args...) : void()), ...);
+}
+
+/// sgemm with panels of `width` columns (panel_width's choice).
+template <Act A, class... Args>
+void sgemm_of_width(int width, const Args&... args) {
+  if (width == kNR) sgemm<A, kNR>(args...);
+  else sgemm_narrower<A>(std::make_index_sequence<std::size(kNarrower)>(), width, args...);
+}
+
+/// Sizes of the packed panels for products of up to (max_m, max_n, max_k); B's for the panel
+/// width that needs the most (a narrower width may take more panels, each with its line).
+Index packed_a_size(Index max_m, Index max_k) {
+  return panel_offset(round_up(std::min(kMC, max_m), kMR) / kMR, kMR, std::min(kKC, max_k));
+}
+Index packed_b_size(Index max_n, Index max_k) {
+  const Index n = std::min(kNC, max_n), kc = std::min(kKC, max_k);
+  Index size = panel_offset(round_up(n, kNR) / kNR, kNR, kc);
+  for (const int w : kNarrower) size = std::max(size, panel_offset(round_up(n, w) / w, w, kc));
+  return size;
+}
 
 bool own_kernel(Index m, Index n, Index k) { return m >= kMR && n >= kNR && k >= kMinDepth; }
+
+/// The width of B's panels (the register tile's columns) for a product of n columns: NR, or for
+/// fewer than 6 panels' worth of columns the width among NR and the level's narrower ones that
+/// pads the fewest columns (the widest of equals). The mixture head's 25 columns take 5 panels
+/// of 5 instead of 5 of 6 (one of them for a single column), the first layer's 8-column weight
+/// gradient 2 of 4 instead of 2 of 6. A narrower tile does fewer multiply-adds per load, which
+/// costs less than computing padded columns only while the product is narrow. The width changes
+/// no bits: each element of C is the same chain of multiply-adds whatever tile computes it.
+/// (Measured at x86-64-v3 on a Zen 3 EPYC, in one process alternating with and without: -0.6%
+/// on the medium step.)
+int panel_width(Index n) {
+  if (n >= 6 * kNR) return kNR;
+  int best = kNR;
+  for (const int w : kNarrower)
+    if (round_up(n, w) < round_up(n, best)) best = w;
+  return best;
+}
 
 /// Whether a product too short for the register tile (m < MR) runs as its transpose instead: C^T =
 /// B^T A^T has n rows, and its columns (m of them) fill a panel of NR well enough.
@@ -527,10 +584,11 @@ void Gemm<S>::run(Operand<const S> a, Operand<const S> b, Operand<S> c, const Ep
         c = {c.data, n, m, c.stride, false};
         std::swap(ep.row_bias, ep.col_bias);
       }
+      const int width = panel_width(c.cols);
       switch (ep.activation) {
-        case Act::none: sgemm<Act::none>(a, b, c, ws_->a.data(), ws_->b.data(), ep, transposed); break;
-        case Act::tanh: sgemm<Act::tanh>(a, b, c, ws_->a.data(), ws_->b.data(), ep, transposed); break;
-        case Act::relu: sgemm<Act::relu>(a, b, c, ws_->a.data(), ws_->b.data(), ep, transposed); break;
+        case Act::none: sgemm_of_width<Act::none>(width, a, b, c, ws_->a.data(), ws_->b.data(), ep, transposed); break;
+        case Act::tanh: sgemm_of_width<Act::tanh>(width, a, b, c, ws_->a.data(), ws_->b.data(), ep, transposed); break;
+        case Act::relu: sgemm_of_width<Act::relu>(width, a, b, c, ws_->a.data(), ws_->b.data(), ep, transposed); break;
       }
       return;
     }
