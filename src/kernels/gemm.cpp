@@ -326,9 +326,8 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
       const bool last = pc + kc == K;
       // B's block: panels of NR columns. B(k, j) is adjacent to B(k, j + 1) when B is row-major.
       pack_block<NR>(b.data, b.stride, b.row_major, jc, nc, pc, kc, bp);
-      const Index MCk = kMC;
-      for (Index ic = 0; ic < m; ic += MCk) {
-        const Index mc = std::min(MCk, m - ic);
+      for (Index ic = 0; ic < m; ic += kMC) {
+        const Index mc = std::min(kMC, m - ic);
         // A's block: panels of MR rows. A(i, k) is adjacent to A(i + 1, k) when A is column-major.
         // With one panel of B (n <= NR) every value of A is used once: a column-major A is then
         // read in place by whole-row tiles, and only a last, partial panel of rows is packed.
