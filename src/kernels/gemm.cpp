@@ -23,7 +23,7 @@
 //   x86-64    (16 xmm registers):  MR = 16 (4 x 4),  NR = 3:  12 accumulators, multiply then add
 // (48 x 8 and 64 x 6 tiles were within a few percent on v4; the 32-row tile also divides the
 // usual layer widths, so no rows are computed for nothing.) Products of few columns take
-// narrower tiles where they pad fewer columns (panel_width: 13 or 12, 5 or 4, 2).
+// narrower tiles where they pad fewer columns (kWidths, panel_width: 13 or 12, 5 or 4, 2).
 // Products too small to fill one tile in some dimension, and double products (used in tests),
 // run Eigen's GEMM kernel instead, with its blocking computed once from fixed reference cache
 // sizes and packing buffers the site owns.
@@ -44,18 +44,19 @@ namespace {
 using PF = Packet<float>;
 constexpr Index W = kPacket<float>;
 #if defined(__AVX512F__)
-constexpr int kMV = 2, kNR = 14;
+constexpr int kMV = 2;
+constexpr int kWidths[] = {14, 13, 12};  // B's panel widths, widest (NR) first; panel_width picks
 constexpr Index kKC = 384, kMC = 192;
-constexpr int kNarrower[] = {13, 12};  // panel_width's other widths
 #elif defined(__AVX2__)
-constexpr int kMV = 2, kNR = 6;
+constexpr int kMV = 2;
+constexpr int kWidths[] = {6, 5, 4};
 constexpr Index kKC = 512, kMC = 96;
-constexpr int kNarrower[] = {5, 4};
 #else
-constexpr int kMV = 4, kNR = 3;
+constexpr int kMV = 4;
+constexpr int kWidths[] = {3, 2};
 constexpr Index kKC = 256, kMC = 96;
-constexpr int kNarrower[] = {2};
 #endif
+constexpr int kNR = kWidths[0];
 constexpr Index kMR = kMV * W;
 constexpr Index kNC = 4096;
 // Depths below this run Eigen's kernel: a tile's loads and stores would outweigh its work.
@@ -74,7 +75,8 @@ Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
 /// set of the L1 cache, and packing a row-major B (or a column-major A), which writes step k of
 /// every panel in turn, finds 8 ways for the 43 panels of a 256-column block. (Measured at
 /// x86-64-v3 on a Zen 3 EPYC, in one process alternating with and without: -2% on the medium
-/// step, -0.6% on the large one; the 1024^3 product unchanged.)
+/// step, -0.6% on the large one; the 1024^3 product unchanged. Between separate processes the
+/// gain drowns in their spread: whole medium trainings against a build without it, median 1.00.)
 Index panel_offset(Index q, Index width, Index kc) { return q * (width * kc + kPanelPad); }
 
 /// The register tile: C (MR x NR, column-major, leading dimension ldc) = (accumulate ? C : 0)
@@ -394,15 +396,14 @@ void sgemm(const Operand<const float>& a, const Operand<const float>& b, const O
 }
 
 template <Act A, std::size_t... I, class... Args>
-void sgemm_narrower(std::index_sequence<I...>, int width, const Args&... args) {
-  ((width == kNarrower[I] ? sgemm<A, kNarrower[I]>(args...) : void()), ...);
+void sgemm_of_width(std::index_sequence<I...>, int width, const Args&... args) {
+  ((width == kWidths[I] ? sgemm<A, kWidths[I]>(args...) : void()), ...);
 }
 
-/// sgemm with panels of `width` columns (panel_width's choice).
+/// sgemm with panels of `width` columns (panel_width's choice among kWidths).
 template <Act A, class... Args>
 void sgemm_of_width(int width, const Args&... args) {
-  if (width == kNR) sgemm<A, kNR>(args...);
-  else sgemm_narrower<A>(std::make_index_sequence<std::size(kNarrower)>(), width, args...);
+  sgemm_of_width<A>(std::make_index_sequence<std::size(kWidths)>(), width, args...);
 }
 
 /// Sizes of the packed panels for products of up to (max_m, max_n, max_k); B's for the panel
@@ -412,8 +413,8 @@ Index packed_a_size(Index max_m, Index max_k) {
 }
 Index packed_b_size(Index max_n, Index max_k) {
   const Index n = std::min(kNC, max_n), kc = std::min(kKC, max_k);
-  Index size = panel_offset(round_up(n, kNR) / kNR, kNR, kc);
-  for (const int w : kNarrower) size = std::max(size, panel_offset(round_up(n, w) / w, w, kc));
+  Index size = 0;
+  for (const int w : kWidths) size = std::max(size, panel_offset(round_up(n, w) / w, w, kc));
   return size;
 }
 
@@ -431,7 +432,7 @@ bool own_kernel(Index m, Index n, Index k) { return m >= kMR && n >= kNR && k >=
 int panel_width(Index n) {
   if (n >= 6 * kNR) return kNR;
   int best = kNR;
-  for (const int w : kNarrower)
+  for (const int w : kWidths)
     if (round_up(n, w) < round_up(n, best)) best = w;
   return best;
 }
