@@ -174,14 +174,18 @@ def data(a):
 
 
 def machine(a):
-    cpu = "?"
+    # The model name alone may not tell the generation (a virtual machine may report "AMD EPYC"
+    # for all of them): the family and model numbers do.
+    info = {}
     for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
+        key, _, value = line.partition(":")
+        if not line.strip():
             break
+        info[key.strip()] = value.strip()
+    cpu = f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
     caches = sh(["lscpu"]).splitlines()
     caches = ", ".join(l.split(":")[0].replace(" cache", "") + " " + l.split(":")[1].strip().split(" (")[0]
-                       for l in caches if "cache:" in l)
+                       for l in caches if "cache:" in l) or "cache sizes not reported"
     mem = int(open("/proc/meminfo").readline().split()[1]) // (1024 * 1024)
     version = sh([os.path.join(a.build, "mdn"), "--version"]).strip().splitlines()
     import torch
