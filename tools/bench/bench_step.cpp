@@ -1,7 +1,7 @@
 // One training step of the benchmark's models, part by part, in one process: where the time of
 // a step goes at each instruction-set level.
 //
-//   build/tools/bench_step [small|medium|large] [LEVEL...]
+//   build/tools/bench_step [small|medium|large][:MICRO_BATCH] [LEVEL...]
 //
 // Prints, per level, the median time of the forward and backward pass of one micro-batch, of the
 // forward pass alone, of the optimizer update, the gradient norm and the exact reduction's
@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -22,14 +23,30 @@
 using namespace mdn;
 
 int main(int argc, char** argv) {
-  const std::string which = argc > 1 ? argv[1] : "medium";
+  const std::string arg = argc > 1 ? argv[1] : "medium";
+  const std::string which = arg.substr(0, arg.find(':'));
   ModelSpec s;
   Index n = 512;
   if (which == "small") {
     s.input_dim = 1, s.output_dim = 1, s.components = 5, s.hidden = {32, 32}, n = 256;
-  } else {
+  } else if (which == "medium" || which == "large") {
     s.input_dim = 8, s.output_dim = 2, s.components = 5;
     s.hidden = which == "large" ? std::vector<int>{1024, 1024, 1024} : std::vector<int>{256, 256, 256};
+  } else {
+    std::fprintf(stderr, "bench_step: the case is small, medium or large, not '%s'\n", which.c_str());
+    return 2;
+  }
+  // The micro-batch, to see how the step's speed follows its activations' size against the caches.
+  if (arg.size() > which.size()) {
+    const std::string micro = arg.substr(which.size() + 1);
+    char* end = nullptr;
+    const long v = std::strtol(micro.c_str(), &end, 10);
+    if (micro.empty() || *end != '\0' || v < 1 || v > (1 << 20)) {
+      std::fprintf(stderr, "bench_step: the micro-batch after '%s:' must be a whole number from 1 to 1048576, not '%s'\n",
+                   which.c_str(), micro.c_str());
+      return 2;
+    }
+    n = v;
   }
   std::vector<CpuLevel> levels;
   for (int i = 2; i < argc; ++i) {
