@@ -74,9 +74,10 @@ Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
 /// (512 steps of 6 values: 12 KiB; of 16 values: 32 KiB) put step k of every panel in the same
 /// set of the L1 cache, and packing a row-major B (or a column-major A), which writes step k of
 /// every panel in turn, finds 8 ways for the 43 panels of a 256-column block. (Measured at
-/// x86-64-v3 on a Zen 3 EPYC, in one process alternating with and without: -2% on the medium
-/// step, -0.6% on the large one; the 1024^3 product unchanged. Between separate processes the
-/// gain drowns in their spread: whole medium trainings against a build without it, median 1.00.)
+/// x86-64-v3, in one process alternating with and without: on a Zen 3 EPYC -2% on the medium
+/// step, -0.6% on the large one, the 1024^3 product unchanged, and between separate processes
+/// lost in their spread; on a Zen 5 EPYC -7.5% on the medium step and -1.5% on the large one. At
+/// x86-64-v4 B's panels of 384 steps of 14 values are 21 KiB: the Zen 5 showed no difference.)
 Index panel_offset(Index q, Index width, Index kc) { return q * (width * kc + kPanelPad); }
 
 /// The register tile: C (MR x NR, column-major, leading dimension ldc) = (accumulate ? C : 0)
